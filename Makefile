@@ -1,0 +1,59 @@
+# lua-voiceclone: `make test` and `make demo` install what they need
+# (scripts/bootstrap), build, and run. See README.md.
+
+LUA      ?= lua5.4
+CC       ?= cc
+BUSTED   ?= $(LUA) /usr/bin/busted
+
+PKG_CFLAGS := $(shell pkg-config --cflags lua5.4 libcurl 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null)
+WARNINGS   := -Wall -Wextra -Werror
+CFLAGS     ?= -O2 -g
+ALL_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden \
+              $(WARNINGS) $(CFLAGS) $(PKG_CFLAGS)
+# The module never links liblua: the host program provides it.
+LDFLAGS    ?=
+ALL_LDFLAGS := -shared $(LDFLAGS)
+
+SOURCES := $(wildcard lua-voiceclone/src/*.c)
+HEADERS := $(wildcard lua-voiceclone/src/*.h)
+CORE      := build/voiceclone/core.so
+CORE_ASAN := build-asan/voiceclone/core.so
+SANITIZE  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+.PHONY: all build bootstrap test test-asan demo bench clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap
+
+build: $(CORE)
+
+$(CORE): $(SOURCES) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $(SOURCES) $(ALL_LDFLAGS) $(PKG_LIBS)
+
+$(CORE_ASAN): $(SOURCES) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O1 $(SANITIZE) -o $@ $(SOURCES) $(ALL_LDFLAGS) $(SANITIZE) $(PKG_LIBS)
+
+# The specs start their own sandbox; scripts/run-specs prints the closing
+# "N passed, N failed" line CI reads.
+test: bootstrap
+	@$(MAKE) --no-print-directory build
+	@scripts/run-specs
+
+# Lua itself is not instrumented: the sanitizer runtimes are preloaded.
+test-asan: bootstrap
+	@$(MAKE) --no-print-directory $(CORE_ASAN)
+	@VOICECLONE_CPATH="build-asan/?.so" \
+	 VOICECLONE_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	 scripts/run-specs
+
+demo: bootstrap
+	@$(MAKE) --no-print-directory build
+	@scripts/demo
+
+clean:
+	rm -rf build build-asan demo-out

@@ -1,0 +1,256 @@
+/*
+ * voiceclone.Job: a job as the API describes it. Its fields read as the API
+ * names them (job.id, job.state, job.outputs ...); methods come first, so a
+ * field the service may add one day never hides one.
+ *
+ * No C state: user value 1 is the client the job came from (nil for a job
+ * built from a callback body without one), user value 2 its data table.
+ * The Lua layer (voiceclone/job.lua) adds wait and friends to the methods.
+ */
+#include <string.h>
+#include "vc.h"
+
+#define UV_CLIENT 1
+#define UV_DATA   2
+
+#define STATE_COMPLETED 3
+
+static const char *const state_names[] = {
+    NULL, "SUBMITTED", "PROCESSING", "COMPLETED", "ERROR", "CANCELED"
+};
+
+/* The wire counts inputSelectors from 0, Lua from 1. */
+static void selectors_to_lua(lua_State *L, int data) {
+    int top = lua_gettop(L);
+    if (lua_getfield(L, data, "outputs") == LUA_TTABLE) {
+        int outputs = lua_gettop(L);
+        lua_Integer i, n = (lua_Integer)lua_rawlen(L, outputs);
+        for (i = 1; i <= n; i++) {
+            if (lua_rawgeti(L, outputs, i) == LUA_TTABLE &&
+                lua_getfield(L, -1, "inputSelectors") == LUA_TTABLE) {
+                int selectors = lua_gettop(L);
+                lua_Integer j, m = (lua_Integer)lua_rawlen(L, selectors);
+                for (j = 1; j <= m; j++) {
+                    if (lua_rawgeti(L, selectors, j) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+                        lua_pushinteger(L, lua_tointeger(L, -1) + 1);
+                        lua_rawseti(L, selectors, j);
+                    }
+                    lua_pop(L, 1);
+                }
+            }
+            lua_settop(L, outputs);
+        }
+    }
+    lua_settop(L, top);
+}
+
+/* Pushes a Job for the client at client_idx (may be nil) and the data table
+ * at data_idx, which it takes over. */
+void vc_job_push(lua_State *L, int client_idx, int data_idx) {
+    client_idx = lua_absindex(L, client_idx);
+    data_idx = lua_absindex(L, data_idx);
+    selectors_to_lua(L, data_idx);
+    lua_newuserdatauv(L, 0, 2);
+    luaL_setmetatable(L, VC_JOB);
+    lua_pushvalue(L, client_idx);
+    lua_setiuservalue(L, -2, UV_CLIENT);
+    lua_pushvalue(L, data_idx);
+    lua_setiuservalue(L, -2, UV_DATA);
+}
+
+static lua_Integer job_state(lua_State *L) {
+    lua_Integer state;
+    luaL_checkudata(L, 1, VC_JOB);
+    lua_getiuservalue(L, 1, UV_DATA);
+    lua_getfield(L, -1, "state");
+    state = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    lua_pop(L, 2);
+    return state;
+}
+
+static const char *state_name(lua_Integer state) {
+    return state >= 1 && state <= 5 ? state_names[state] : "UNKNOWN";
+}
+
+static int job_status(lua_State *L) {
+    lua_pushstring(L, state_name(job_state(L)));
+    return 1;
+}
+
+static int job_is_final(lua_State *L) {
+    lua_Integer state = job_state(L);
+    lua_pushboolean(L, state >= 3 && state <= 5);
+    return 1;
+}
+
+/* job:refresh(): GetJob, and the job's fields updated in place. */
+static int job_refresh(lua_State *L) {
+    int r;
+    luaL_checkudata(L, 1, VC_JOB);
+    lua_settop(L, 1);
+    if (lua_getiuservalue(L, 1, UV_CLIENT) == LUA_TNIL)
+        return luaL_error(L, "this job has no client to refresh it with");
+    vc_client_check(L, 2);
+    lua_getiuservalue(L, 1, UV_DATA);
+    lua_getfield(L, -1, "id");
+    lua_remove(L, -2);
+    if ((r = vc_request_job_id(L, 3)) != 1) return r;
+    if ((r = vc_client_call(L, 2, VC_PATH_JOB, "GetJob", "getJobRequest",
+                            "getJobResponse")) != 1)
+        return r;
+    if (lua_getfield(L, -1, "job") != LUA_TTABLE)
+        return vc_fail(L, "api", NULL, "getJobResponse has no job");
+    selectors_to_lua(L, lua_gettop(L));
+    lua_setiuservalue(L, 1, UV_DATA);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* Pushes destination/name, the file's path in its repository. */
+static void push_repository_path(lua_State *L, int output, const char *name) {
+    const char *destination = "";
+    size_t len = 0;
+    if (lua_getfield(L, output, "destination") == LUA_TSTRING)
+        destination = lua_tolstring(L, -1, &len);
+    while (len > 0 && *destination == '/') destination++, len--;
+    while (len > 0 && destination[len - 1] == '/') len--;
+    if (len > 0) {
+        lua_pushlstring(L, destination, len);
+        lua_pushfstring(L, "%s/%s", lua_tostring(L, -1), name);
+        lua_replace(L, -3);
+        lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);
+        lua_pushstring(L, name);
+    }
+}
+
+static void copy_field(lua_State *L, int from, int to, const char *key) {
+    lua_getfield(L, from, key);
+    lua_setfield(L, to, key);
+}
+
+/* job:result(): what the first output produced, nil until COMPLETED. */
+static int job_result(lua_State *L) {
+    int output, result;
+    if (job_state(L) != STATE_COMPLETED) return 0;
+    lua_getiuservalue(L, 1, UV_DATA);
+    if (lua_getfield(L, -1, "outputs") != LUA_TTABLE || lua_rawgeti(L, -1, 1) != LUA_TTABLE)
+        return 0;
+    output = lua_gettop(L);
+    lua_createtable(L, 0, 5);
+    result = lua_gettop(L);
+    copy_field(L, output, result, "contentId");
+    copy_field(L, output, result, "destination");
+    if (lua_getfield(L, output, "smartContentResult") == LUA_TTABLE &&
+        lua_getfield(L, -1, "voiceCloning") == LUA_TTABLE) {
+        copy_field(L, -1, result, "modelName");
+        copy_field(L, -1, result, "voiceName");
+    }
+    if (lua_getfield(L, result, "voiceName") == LUA_TSTRING) {
+        push_repository_path(L, output, lua_tostring(L, -1));
+        lua_setfield(L, result, "path");
+    }
+    lua_settop(L, result);
+    return 1;
+}
+
+static int job_client(lua_State *L) {
+    luaL_checkudata(L, 1, VC_JOB);
+    lua_getiuservalue(L, 1, UV_CLIENT);
+    return 1;
+}
+
+/* job:totable(): the job's data as the API sent it (inputSelectors from 1). */
+static int job_totable(lua_State *L) {
+    luaL_checkudata(L, 1, VC_JOB);
+    lua_getiuservalue(L, 1, UV_DATA);
+    return 1;
+}
+
+/* __index: methods first (upvalue 1), then the job's fields. */
+static int job_index(lua_State *L) {
+    luaL_checkudata(L, 1, VC_JOB);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_getiuservalue(L, 1, UV_DATA);
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+}
+
+static int job_newindex(lua_State *L) {
+    return luaL_error(L, VC_JOB " fields are read-only (field '%s')", luaL_tolstring(L, 2, NULL));
+}
+
+static int job_tostring(lua_State *L) {
+    const char *status = state_name(job_state(L));
+    lua_getiuservalue(L, 1, UV_DATA);
+    lua_getfield(L, -1, "id");
+    lua_pushfstring(L, VC_JOB " (%s, %s): %p", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?",
+                    status, lua_topointer(L, 1));
+    return 1;
+}
+
+/* core.job_from_json(body [, client]): the Job a callback POSTs (the job
+ * itself, or {"job": job}); nil and a "decode" or "invalid" error else. */
+static int job_from_json(lua_State *L) {
+    luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2)) luaL_checkudata(L, 2, VC_CLIENT);
+    lua_settop(L, 2);
+    lua_pushvalue(L, VC_DECODE);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 2);
+    if (lua_isnil(L, 3))
+        return vc_fail(L, "decode", NULL, "the body is not JSON: %s", lua_tostring(L, 4));
+    lua_pop(L, 1);
+    if (!lua_istable(L, 3)) return vc_fail(L, "invalid", "body", "is not a JSON object");
+    if (lua_getfield(L, 3, "job") == LUA_TTABLE) lua_replace(L, 3);
+    else lua_pop(L, 1);
+    vc_response_strip(L, 3, 0);
+    if (lua_getfield(L, 3, "id") != LUA_TSTRING || lua_rawlen(L, -1) == 0)
+        return vc_fail(L, "invalid", "id", "the body is not a job: it has no id");
+    if (lua_getfield(L, 3, "state") != LUA_TNUMBER || !lua_isinteger(L, -1))
+        return vc_fail(L, "invalid", "state", "the body is not a job: it has no state");
+    lua_settop(L, 3);
+    vc_job_push(L, 2, 3);
+    return 1;
+}
+
+static const luaL_Reg job_methods[] = {
+    {"status", job_status},
+    {"is_final", job_is_final},
+    {"refresh", job_refresh},
+    {"result", job_result},
+    {"client", job_client},
+    {"totable", job_totable},
+    {NULL, NULL}
+};
+
+static const luaL_Reg job_meta[] = {
+    {"__newindex", job_newindex},
+    {"__tostring", job_tostring},
+    {NULL, NULL}
+};
+
+static const luaL_Reg job_functions[] = {
+    {"job_from_json", job_from_json},
+    {NULL, NULL}
+};
+
+/* Stack at entry: module, encode, decode, null (the shared upvalues). */
+void vc_job_open(lua_State *L) {
+    int upvalues = lua_gettop(L) - VC_UPVALUES + 1, module = upvalues - 1;
+    luaL_newmetatable(L, VC_JOB);
+    vc_setfuncs(L, job_meta, upvalues);
+    lua_newtable(L);
+    vc_setfuncs(L, job_methods, upvalues);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, module, "Job");      /* core.Job: the methods, for the Lua layer */
+    lua_pushcclosure(L, job_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    lua_pushvalue(L, module);
+    vc_setfuncs(L, job_functions, upvalues);
+    lua_pop(L, 1);
+}

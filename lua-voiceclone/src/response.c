@@ -1,0 +1,203 @@
+/*
+ * From an HTTP answer to a Lua value or an error.
+ *
+ * Error answers are undocumented and come from two places (the service and
+ * the API gateway in front of it), so nothing here assumes one shape: the
+ * message, code and request id are looked for under the names either uses.
+ */
+#include <string.h>
+#include "vc.h"
+
+#define MAX_MESSAGE 300   /* bytes of a server's text kept in a message */
+#define MAX_DEPTH    64   /* matches the decoder's own nesting limit */
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
+int vc_utf8_length(const char *s, size_t len) {
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    int count = 0;
+    while (p < end) {
+        unsigned c = *p++;
+        int extra;
+        unsigned min, code;
+        if (c < 0x80) { count++; continue; }
+        else if ((c & 0xE0) == 0xC0) extra = 1, min = 0x80, code = c & 0x1F;
+        else if ((c & 0xF0) == 0xE0) extra = 2, min = 0x800, code = c & 0x0F;
+        else if ((c & 0xF8) == 0xF0) extra = 3, min = 0x10000, code = c & 0x07;
+        else return -1;
+        if (end - p < extra) return -1;
+        while (extra--) {
+            if ((*p & 0xC0) != 0x80) return -1;
+            code = (code << 6) | (*p++ & 0x3F);
+        }
+        if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return -1;
+        count++;
+    }
+    return count;
+}
+
+/* Removes cjson.null values, so an absent field reads as nil. */
+void vc_response_strip(lua_State *L, int idx, int depth) {
+    idx = lua_absindex(L, idx);
+    if (depth > MAX_DEPTH) return;
+    luaL_checkstack(L, 3, NULL);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_rawequal(L, -1, VC_NULL)) {
+            lua_pushvalue(L, -2);
+            lua_pushnil(L);
+            lua_rawset(L, idx);   /* clearing a present field is safe mid-traversal */
+        } else if (lua_istable(L, -1)) {
+            vc_response_strip(L, -1, depth + 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* Pushes the value at a dotted path under the table at idx, or nothing and
+ * returns 0 when the path does not lead to a string or number. */
+static int push_path(lua_State *L, int idx, const char *path) {
+    char key[32];
+    int top = lua_gettop(L);
+    lua_pushvalue(L, idx);
+    while (*path) {
+        size_t n = strcspn(path, ".");
+        if (!lua_istable(L, -1) || n >= sizeof key) break;
+        memcpy(key, path, n);
+        key[n] = '\0';
+        lua_getfield(L, -1, key);
+        lua_remove(L, -2);
+        path += n + (path[n] == '.');
+    }
+    if (!*path && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
+        lua_tostring(L, -1);   /* numbers become strings in place */
+        lua_replace(L, top + 1);
+        lua_settop(L, top + 1);
+        return 1;
+    }
+    lua_settop(L, top);
+    return 0;
+}
+
+static int push_first(lua_State *L, int idx, const char *const paths[]) {
+    for (; *paths; paths++)
+        if (push_path(L, idx, *paths)) return 1;
+    return 0;
+}
+
+static const char *const message_paths[] = {
+    "error.message", "error.Message", "Error.Message", "Response.Error.Message",
+    "message", "Message", "msg", "errorMessage", "errMsg", "error", NULL
+};
+static const char *const code_paths[] = {
+    "error.code", "error.Code", "Error.Code", "Response.Error.Code",
+    "code", "Code", "errorCode", NULL
+};
+static const char *const request_id_paths[] = {
+    "requestId", "RequestId", "Response.RequestId", "request_id", NULL
+};
+
+/* Pushes a readable one-line excerpt of a non-JSON body (an HTML error
+ * page: its <title> when it has one). */
+static void push_excerpt(lua_State *L, const char *body, size_t len) {
+    luaL_Buffer b;
+    const char *title = len ? strstr(body, "<title>") : NULL;
+    size_t i, kept = 0;
+    int space = 0;
+    if (title && title < body + len) {
+        const char *end = strstr(title, "</title>");
+        if (end) body = title + 7, len = (size_t)(end - body);
+    }
+    luaL_buffinit(L, &b);
+    for (i = 0; i < len && kept < MAX_MESSAGE; i++) {
+        unsigned char c = (unsigned char)body[i];
+        if (c < 0x20 || c == 0x7F) { space = kept > 0; continue; }
+        if (space) luaL_addchar(&b, ' '), kept++, space = 0;
+        luaL_addchar(&b, (char)c);
+        kept++;
+    }
+    luaL_pushresult(&b);
+}
+
+/* Adds status, code and request_id (found in the decoded body at idx, which
+ * may be nil) to the error at the top. */
+static void add_details(lua_State *L, int decoded, long status) {
+    if (status) vc_error_set_integer(L, "status", status);
+    if (!lua_istable(L, decoded)) return;
+    if (push_first(L, decoded, request_id_paths)) lua_setfield(L, -2, "request_id");
+    if (push_first(L, decoded, code_paths)) lua_setfield(L, -2, "code");
+}
+
+/* nil, err with the server's own words (scrubbed of the key) in it. */
+static int fail_with_server_text(lua_State *L, const vc_client *c, const char *kind,
+                                 const char *what, int decoded, const char *body,
+                                 size_t len, long status) {
+    if (!(lua_istable(L, decoded) && push_first(L, decoded, message_paths)))
+        push_excerpt(L, body, len);
+    vc_client_scrub(L, c);
+    if (lua_rawlen(L, -1) > MAX_MESSAGE) {
+        lua_pushlstring(L, lua_tostring(L, -1), MAX_MESSAGE);
+        lua_replace(L, -2);
+    }
+    lua_pushfstring(L, lua_rawlen(L, -1) ? "%s: %s" : "%s", what, lua_tostring(L, -1));
+    lua_pushnil(L);
+    vc_error_push(L, kind, lua_tostring(L, -2));
+    add_details(L, decoded, status);
+    return 2;
+}
+
+static int transport_failure(lua_State *L, const vc_transfer *x) {
+    const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result);
+    int timeout = x->result == CURLE_OPERATION_TIMEDOUT;
+    vc_fail(L, timeout ? "timeout" : "network", NULL, "%s", why);
+    switch (x->result) {
+    case CURLE_COULDNT_RESOLVE_HOST: case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT: case CURLE_SEND_ERROR: case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING: case CURLE_PARTIAL_FILE: case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        vc_error_set_boolean(L, "retryable", 1);
+        break;
+    default:
+        break;
+    }
+    vc_error_set_integer(L, "curl_code", x->result);
+    return 2;
+}
+
+int vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
+                       const char *response_key) {
+    const char *body = x->response.data ? x->response.data : "";
+    size_t len = x->response.len;
+    int decoded;
+
+    if (x->too_large)
+        return vc_fail(L, "decode", NULL, "the response body is too large for this API");
+    if (x->result != CURLE_OK) return transport_failure(L, x);
+
+    lua_pushvalue(L, VC_DECODE);
+    lua_pushlstring(L, body, len);
+    lua_call(L, 1, 2);            /* cjson.safe: value, or nil and a message */
+    lua_pop(L, 1);
+    decoded = lua_gettop(L);
+
+    if (x->status < 200 || x->status > 299) {
+        lua_pushfstring(L, "HTTP %d", (int)x->status);
+        fail_with_server_text(L, c, "http", lua_tostring(L, -1), decoded, body, len, x->status);
+        vc_error_set_boolean(L, "retryable",
+                             x->status == 408 || x->status == 429 || x->status >= 500);
+        return 2;
+    }
+    if (lua_isnil(L, decoded))
+        return vc_fail(L, "decode", NULL, "the response is not JSON (HTTP %d, %d bytes)",
+                       (int)x->status, (int)len);
+    if (!lua_istable(L, decoded))
+        return vc_fail(L, "decode", NULL, "the response is not a JSON object");
+
+    lua_getfield(L, decoded, response_key);
+    if (!lua_istable(L, -1)) {
+        lua_pushfstring(L, "the response has no %s", response_key);
+        return fail_with_server_text(L, c, "api", lua_tostring(L, -1), decoded, "", 0,
+                                     x->status);
+    }
+    vc_response_strip(L, -1, 0);
+    return 1;
+}

@@ -1,0 +1,128 @@
+/*
+ * voiceclone.core: internal interface shared by the C files.
+ *
+ * The split: client.c, job.c and model.c each own one userdata type;
+ * request.c checks the documented rules and builds the wire tables;
+ * response.c turns HTTP answers into Lua values or errors; transport.c
+ * moves bytes with libcurl; error.c builds the error objects.
+ *
+ * Every C function of the module has the same three upvalues: the
+ * module's own lua-cjson instance (see VC_UPVALUES).
+ */
+#ifndef VC_H
+#define VC_H
+
+#include <stddef.h>
+#include <curl/curl.h>
+#include <lua.h>
+#include <lauxlib.h>
+
+/* Only luaopen_voiceclone_core leaves the library (-fvisibility=hidden). */
+#define VC_EXPORT __attribute__((visibility("default")))
+
+#define VC_CLIENT "voiceclone.Client"
+#define VC_JOB    "voiceclone.Job"
+#define VC_MODEL  "voiceclone.Model"
+#define VC_ERROR  "voiceclone.Error"
+
+/* Upvalues of every function: our own cjson.safe instance. */
+#define VC_UPVALUES  3
+#define VC_ENCODE    lua_upvalueindex(1)
+#define VC_DECODE    lua_upvalueindex(2)
+#define VC_NULL      lua_upvalueindex(3)
+
+#define VC_PATH_JOB    "/release/job"
+#define VC_PATH_MODELS "/release/music_model"
+
+/* A growable byte buffer in C memory, owned by whatever embeds it. */
+typedef struct vc_buffer {
+    char *data;
+    size_t len, cap;
+} vc_buffer;
+
+int  vc_buffer_add(vc_buffer *b, const char *s, size_t n); /* 0 on success */
+void vc_buffer_wipe(vc_buffer *b);                          /* zero, keep memory */
+void vc_buffer_free(vc_buffer *b);
+
+/* One HTTP exchange: an easy handle and its buffers, owned by a client. */
+typedef struct vc_transfer {
+    CURL *easy;
+    vc_buffer request;           /* the body sent: holds the credentials */
+    vc_buffer response;
+    char errbuf[CURL_ERROR_SIZE];
+    CURLcode result;
+    long status;
+    int busy, done, too_large;
+    struct vc_transfer *next;
+} vc_transfer;
+
+/* Owns every transfer it hands out, busy or idle, so a Lua error raised
+ * while one is in use leaks nothing: the client's release frees them all. */
+typedef struct vc_transport {
+    CURLM *multi;
+    struct curl_slist *headers;
+    vc_transfer *transfers;      /* idle ones keep their connections warm */
+    long timeout_ms, connect_timeout_ms;
+} vc_transport;
+
+/* transport.c */
+int  vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms);
+void vc_transport_release(vc_transport *t);
+vc_transfer *vc_transport_acquire(vc_transport *t);
+void vc_transport_recycle(vc_transfer *x);   /* x->response stays readable */
+void vc_transport_run(vc_transport *t, vc_transfer *x, const char *url);
+
+/* The client as the other files see it (client.c owns it). */
+typedef struct vc_client {
+    vc_transport transport;
+    char *endpoint;              /* no trailing slash */
+    char *secret_id;             /* as given */
+    char *envelope;              /* ,"secretId":"..","secretKey":"..", JSON-escaped */
+    size_t envelope_len;
+    char *secret_key;            /* kept only to scrub it from messages */
+    int open;
+} vc_client;
+
+vc_client *vc_client_check(lua_State *L, int idx);   /* raises if closed */
+/* Sends {"action":action, credentials, <payload_key>: <payload at top>}
+ * to endpoint..path, pops the payload, and pushes the decoded object under
+ * response_key, or nil and an error: returns 1 or 2 values. */
+int vc_client_call(lua_State *L, int client_idx, const char *path,
+                   const char *action, const char *payload_key,
+                   const char *response_key);
+void vc_client_scrub(lua_State *L, const vc_client *c);   /* top string */
+
+/* error.c */
+void vc_error_open(lua_State *L);
+void vc_error_push(lua_State *L, const char *kind, const char *message);
+int  vc_fail(lua_State *L, const char *kind, const char *field, const char *fmt, ...);
+void vc_error_set_string(lua_State *L, const char *key, const char *value);
+void vc_error_set_integer(lua_State *L, const char *key, lua_Integer value);
+void vc_error_set_boolean(lua_State *L, const char *key, int value);
+
+/* request.c: each returns 1 with the wire table pushed, or 2 (nil, err). */
+int vc_request_create_job(lua_State *L, int idx);
+int vc_request_job_id(lua_State *L, int idx);
+int vc_request_custom_id(lua_State *L, int idx);
+int vc_request_list_models(lua_State *L, int offset_idx, int limit_idx);
+
+/* response.c */
+int  vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
+                        const char *response_key);
+void vc_response_strip(lua_State *L, int idx, int depth);
+int  vc_utf8_length(const char *s, size_t len);   /* -1 if invalid */
+
+/* job.c, model.c */
+void vc_job_open(lua_State *L);
+void vc_job_push(lua_State *L, int client_idx, int data_idx);
+void vc_model_open(lua_State *L);
+void vc_model_push(lua_State *L, int data_idx);
+
+/* client.c */
+void vc_client_open(lua_State *L);
+
+/* Registers funcs with the shared upvalues, copied from the calling C
+ * function's own upvalues (or from the given stack slots at open time). */
+void vc_setfuncs(lua_State *L, const luaL_Reg *funcs, int upvalues_from);
+
+#endif

@@ -1,0 +1,254 @@
+-- Small helpers shared by the sandbox parts: JSON, ids, clock, files, shell
+-- quoting, background processes and URL/path safety checks.
+local socket = require "socket"
+
+local util = {}
+
+-- Our own cjson instance: its settings never leak into other users of cjson.
+local json = require("cjson.safe").new()
+json.decode_invalid_numbers(false)  -- NaN/Infinity are not JSON
+json.encode_invalid_numbers(false)
+util.json = json
+util.null = json.null
+
+-- cjson decodes every number as a float; the API speaks integers, so turn
+-- integral floats back into integers (in place) before anything looks at them.
+function util.normalize_numbers(v)
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      if type(x) == "number" then
+        v[k] = math.tointeger(x) or x
+      elseif type(x) == "table" then
+        util.normalize_numbers(x)
+      end
+    end
+  end
+  return v
+end
+
+-- Decode a JSON text; numbers normalised. Returns value or nil, message.
+function util.decode(text)
+  local v, err = json.decode(text)
+  if v == nil then return nil, err end
+  if type(v) == "number" then return math.tointeger(v) or v end
+  return util.normalize_numbers(v)
+end
+
+-- mpx cjson 2.1.0 encodes an empty table as {}: lists that may be empty are
+-- assembled here from already encoded elements.
+function util.encode_array(encoded_items)
+  return "[" .. table.concat(encoded_items, ",") .. "]"
+end
+
+function util.encode(v)
+  return assert(json.encode(v))
+end
+
+-- Seconds since the epoch (float) and its millisecond string form, as the
+-- contract's timing fields want it.
+util.now = socket.gettime
+
+function util.ms_string(seconds)
+  return string.format("%d", math.floor(seconds * 1000))
+end
+
+-- Seed Lua's generator from the kernel once, so ids differ between runs.
+local seeded = false
+local function seed()
+  if seeded then return end
+  seeded = true
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(16)
+  if f then f:close() end
+  if bytes and #bytes == 16 then
+    math.randomseed(string.unpack("<i8i8", bytes))
+  else
+    math.randomseed(math.floor(socket.gettime() * 1e6))
+  end
+end
+
+-- Random UUID version 4 (RFC 4122): 122 random bits, version and variant set.
+function util.uuid()
+  seed()
+  local b = {}
+  for i = 1, 16 do b[i] = math.random(0, 255) end
+  b[7] = (b[7] & 0x0f) | 0x40
+  b[9] = (b[9] & 0x3f) | 0x80
+  local hex = string.format(string.rep("%02x", 16), table.unpack(b))
+  return string.format("%s-%s-%s-%s-%s", hex:sub(1, 8), hex:sub(9, 12),
+    hex:sub(13, 16), hex:sub(17, 20), hex:sub(21, 32))
+end
+
+-- Short random hex token (work directory names, temp files).
+function util.token()
+  seed()
+  return string.format("%08x", math.random(0, 0xffffffff))
+end
+
+-- Pid of this Lua process: the first field of /proc/self/stat, as opened by us.
+function util.pid()
+  local f = io.open("/proc/self/stat", "r")
+  if not f then return nil end
+  local line = f:read("l")
+  f:close()
+  return line and tonumber(line:match("^(%d+)"))
+end
+
+----------------------------------------------------------------------------
+-- Files
+
+function util.read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local data, rerr = f:read("a")
+  f:close()
+  return data, rerr
+end
+
+-- Write to a temporary name, then rename: readers never see a partial file.
+function util.write_file_atomic(path, data)
+  local tmp = path .. ".tmp-" .. util.token()
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, err end
+  local ok, werr = f:write(data)
+  local cok, cerr = f:close()
+  if not ok or not cok then
+    os.remove(tmp)
+    return nil, werr or cerr
+  end
+  local rok, rerr = os.rename(tmp, path)
+  if not rok then
+    os.remove(tmp)
+    return nil, rerr
+  end
+  return true
+end
+
+function util.write_file(path, data)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  local ok, werr = f:write(data)
+  f:close()
+  if not ok then return nil, werr end
+  return true
+end
+
+function util.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- Single-quote a string for sh/bash. A NUL byte cannot travel in an argument.
+function util.quote(s)
+  s = tostring(s)
+  assert(not s:find("\0", 1, true), "NUL byte in a shell argument")
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- mkdir -p (synchronous: a short local command, run only at start and when a
+-- job's work begins).
+function util.mkdir_p(path)
+  local ok = os.execute("mkdir -p -- " .. util.quote(path) .. " 2>/dev/null")
+  if not ok then return nil, "cannot create directory " .. path end
+  return true
+end
+
+-- Absolute form of a path (job scripts cd into their own directory).
+function util.absolute(path)
+  if path:sub(1, 1) == "/" then return path end
+  local p = io.popen("pwd", "r")
+  local cwd = p and p:read("l")
+  if p then p:close() end
+  if not cwd or cwd == "" then return path end
+  path = path:gsub("^%./", "")
+  if path == "." or path == "" then return cwd end
+  return cwd .. "/" .. path
+end
+
+-- Children must not inherit our sockets: a child holding a client connection
+-- or the listening socket would keep them open after we close them (luasocket
+-- does not set close-on-exec). The loop closes every descriptor above 2.
+local CLOSE_INHERITED = 'for fd in /proc/$$/fd/*; do n=${fd##*/}; '
+  .. '[ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-" 2>/dev/null; done; '
+
+-- Start `script` (bash code; its arguments are $1..$n) in the background and
+-- return at once: the event loop never waits for a child.
+function util.spawn(script, args, log)
+  local parts = { "bash", "-c", util.quote(CLOSE_INHERITED .. script), "voiceclone-sandbox" }
+  for _, a in ipairs(args or {}) do parts[#parts + 1] = util.quote(a) end
+  local cmd = table.concat(parts, " ") .. " </dev/null >" .. util.quote(log or "/dev/null")
+    .. " 2>&1 &"
+  return os.execute(cmd)
+end
+
+----------------------------------------------------------------------------
+-- Safety checks
+
+-- Loopback http(s) URLs only: the sandbox never contacts another host.
+-- Returns true or nil, reason.
+function util.loopback_url(url)
+  if type(url) ~= "string" then return nil, "not a string" end
+  local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
+  if not scheme then return nil, "not an absolute http URL" end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then
+    return nil, "scheme " .. scheme .. " is not http or https"
+  end
+  if authority:find("@", 1, true) then return nil, "user information in the URL" end
+  local host = authority:match("^(%[[^%]]*%])") or authority:match("^([^:]*)")
+  local rest = authority:sub(#host + 1)
+  if rest ~= "" and not rest:match("^:%d+$") then return nil, "bad port" end
+  host = host:lower()
+  if host == "localhost" or host == "[::1]" then return true end
+  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if a and tonumber(a) == 127 and tonumber(b) < 256 and tonumber(c) < 256
+      and tonumber(d) < 256 then
+    return true
+  end
+  return nil, "host " .. (host ~= "" and host or "(empty)") .. " is not loopback"
+end
+
+-- Split a relative path into safe segments: "" and "." dropped, ".." and NUL
+-- refused, so the result can never point outside the directory it is joined to.
+function util.safe_segments(path)
+  local segs = {}
+  for seg in tostring(path):gmatch("[^/]+") do
+    if seg == ".." then return nil, "'..' is not allowed in a path" end
+    if seg:find("\0", 1, true) then return nil, "NUL byte in a path" end
+    if seg ~= "." then segs[#segs + 1] = seg end
+  end
+  return segs
+end
+
+-- A repository id is one path segment.
+function util.safe_content_id(id)
+  if type(id) ~= "string" or id == "" or id == "." or id == ".."
+      or id:find("/", 1, true) or id:find("\0", 1, true) then
+    return nil, "contentId " .. string.format("%q", tostring(id))
+      .. " is not a valid repository id"
+  end
+  return true
+end
+
+-- %XX decoding of a URL path (no '+' rule: that is for query strings).
+function util.percent_decode(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- Plain (non-pattern) replacement of every occurrence of `needle`.
+function util.replace_plain(s, needle, repl)
+  if needle == "" then return s end
+  local out, i = {}, 1
+  while true do
+    local a, b = s:find(needle, i, true)
+    if not a then break end
+    out[#out + 1] = s:sub(i, a - 1)
+    out[#out + 1] = repl
+    i = b + 1
+  end
+  out[#out + 1] = s:sub(i)
+  return table.concat(out)
+end
+
+return util
