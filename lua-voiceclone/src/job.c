@@ -207,7 +207,7 @@ static int job_from_json(lua_State *L) {
     if (!lua_istable(L, 3)) return vc_fail(L, "invalid", "body", "is not a JSON object");
     if (lua_getfield(L, 3, "job") == LUA_TTABLE) lua_replace(L, 3);
     else lua_pop(L, 1);
-    vc_response_strip(L, 3, 0);
+    vc_response_normalize(L, 3, 0);
     if (lua_getfield(L, 3, "id") != LUA_TSTRING || lua_rawlen(L, -1) == 0)
         return vc_fail(L, "invalid", "id", "the body is not a job: it has no id");
     if (lua_getfield(L, 3, "state") != LUA_TNUMBER || !lua_isinteger(L, -1))

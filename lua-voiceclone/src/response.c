@@ -35,19 +35,27 @@ int vc_utf8_length(const char *s, size_t len) {
     return count;
 }
 
-/* Removes cjson.null values, so an absent field reads as nil. */
-void vc_response_strip(lua_State *L, int idx, int depth) {
+/* Maps lua-cjson's decoding to plain Lua values, in place: null becomes an
+ * absent field, and integral numbers (cjson decodes all as floats) become
+ * integers, as the API means them. */
+void vc_response_normalize(lua_State *L, int idx, int depth) {
     idx = lua_absindex(L, idx);
     if (depth > MAX_DEPTH) return;
     luaL_checkstack(L, 3, NULL);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
+        lua_Integer n;
         if (lua_rawequal(L, -1, VC_NULL)) {
             lua_pushvalue(L, -2);
             lua_pushnil(L);
-            lua_rawset(L, idx);   /* clearing a present field is safe mid-traversal */
+            lua_rawset(L, idx);   /* changing a present field is safe mid-traversal */
+        } else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
+                   lua_numbertointeger(lua_tonumber(L, -1), &n)) {
+            lua_pushvalue(L, -2);
+            lua_pushinteger(L, n);
+            lua_rawset(L, idx);
         } else if (lua_istable(L, -1)) {
-            vc_response_strip(L, -1, depth + 1);
+            vc_response_normalize(L, -1, depth + 1);
         }
         lua_pop(L, 1);
     }
@@ -198,6 +206,6 @@ int vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
         return fail_with_server_text(L, c, "api", lua_tostring(L, -1), decoded, "", 0,
                                      x->status);
     }
-    vc_response_strip(L, -1, 0);
+    vc_response_normalize(L, -1, 0);
     return 1;
 }

@@ -109,7 +109,7 @@ int vc_request_list_models(lua_State *L, int offset_idx, int limit_idx);
 /* response.c */
 int  vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
                         const char *response_key);
-void vc_response_strip(lua_State *L, int idx, int depth);
+void vc_response_normalize(lua_State *L, int idx, int depth);
 int  vc_utf8_length(const char *s, size_t len);   /* -1 if invalid */
 
 /* job.c, model.c */

@@ -1,0 +1,157 @@
+--- Task helpers on voiceclone.Client: synthesize, convert, train and models.
+-- Each builds one createJobRequest from snake_case options and sends it with
+-- create_job, so every rule is checked in one place (the C core); an
+-- "invalid" error names the option the caller wrote, not the wire field.
+local core = require "voiceclone.core"
+
+local Client = core.Client
+local GENERATE, TRAIN = core.type.GENERATE, core.type.TRAIN
+local MODELS_PAGE = 100
+
+-- Wire field (as create_job names it) -> the helper option it came from.
+local option_of = {
+  ["inputs[1].sourceData"] = "text",
+  ["inputs[1].url"] = "url",
+  ["inputs[1].source"] = "source",
+  ["inputs[1].source.contentId"] = "source.contentId",
+  ["inputs[1].source.path"] = "source.path",
+  ["outputs[1].contentId"] = "content_id",
+  ["outputs[1].destination"] = "destination",
+  ["outputs[1].smartContentDescriptor.outputPrefix"] = "prefix",
+  ["outputs[1].smartContentDescriptor.voiceCloning.modelName"] = "model",
+  ["outputs[1].smartContentDescriptor.voiceCloning.totalEpoch"] = "epochs",
+  customId = "custom_id",
+}
+
+local function invalid(field, message)
+  return core.error("invalid", field .. ": " .. message, { field = field })
+end
+
+local function in_option_terms(err)
+  local option = err.kind == "invalid" and option_of[err.field]
+  if option then
+    err.message = option .. err.message:sub(#err.field + 1)
+    err.field = option
+  end
+  return err
+end
+
+local function submit(client, request)
+  local job, err = client:create_job(request)
+  if not job then return nil, in_option_terms(err) end
+  return job
+end
+
+local function check_options(method, options, allowed)
+  if type(options) ~= "table" then
+    error(("bad argument #1 to '%s' (table expected, got %s)"):format(method, type(options)), 3)
+  end
+  for key in pairs(options) do
+    if not allowed[key] then
+      return invalid(tostring(key), "is not an option of " .. method)
+    end
+  end
+end
+
+local function set(...)
+  local s = {}
+  for _, key in ipairs { ... } do s[key] = true end
+  return s
+end
+
+local COMMON = { "custom_id", "callback", "timeout" }
+local SYNTHESIZE = set("text", "model", "content_id", "destination", "prefix", table.unpack(COMMON))
+local CONVERT = set("url", "source", "model", "content_id", "destination", "prefix",
+                    table.unpack(COMMON))
+local TRAIN_OPTIONS = set("url", "source", "model", "epochs", table.unpack(COMMON))
+
+-- The one input of convert and train: a recording, by url or in a repository.
+local function recording(options)
+  if (options.url == nil) == (options.source == nil) then
+    return nil, invalid("url", "give exactly one of url and source")
+  end
+  if options.url ~= nil then return { url = options.url } end
+  return { source = options.source }
+end
+
+local function generate_request(options, input)
+  return {
+    inputs = { input },
+    outputs = { {
+      contentId = options.content_id,
+      destination = options.destination,
+      inputSelectors = { 1 },
+      smartContentDescriptor = {
+        outputPrefix = options.prefix,
+        voiceCloning = { type = GENERATE, modelName = options.model or "default" },
+      },
+    } },
+    customId = options.custom_id,
+    callback = options.callback,
+    timeout = options.timeout,
+  }
+end
+
+--- Speaks text in a model's voice ("default" unless model is given).
+-- Options: text, model, content_id, destination, prefix, custom_id, callback, timeout.
+function Client:synthesize(options)
+  local err = check_options("synthesize", options, SYNTHESIZE)
+  if err then return nil, err end
+  if options.text == nil then return nil, invalid("text", "is required") end
+  return submit(self, generate_request(options, { sourceData = options.text }))
+end
+
+--- Converts a recording (url, or source = {contentId=, path=}) into a model's voice.
+function Client:convert(options)
+  local err = check_options("convert", options, CONVERT)
+  if err then return nil, err end
+  local input, input_err = recording(options)
+  if not input then return nil, input_err end
+  return submit(self, generate_request(options, input))
+end
+
+--- Trains a model named options.model from a recording (url or source).
+function Client:train(options)
+  local err = check_options("train", options, TRAIN_OPTIONS)
+  if err then return nil, err end
+  local input, input_err = recording(options)
+  if not input then return nil, input_err end
+  return submit(self, {
+    inputs = { input },
+    outputs = { {
+      inputSelectors = { 1 },
+      smartContentDescriptor = {
+        voiceCloning = { type = TRAIN, modelName = options.model, totalEpoch = options.epochs },
+      },
+    } },
+    customId = options.custom_id,
+    callback = options.callback,
+    timeout = options.timeout,
+  })
+end
+
+--- Iterates over every model, fetching 100 a page:
+--   for model, err in client:models() do ... end
+-- A failed page gives (false, err) once, then the loop ends.
+function Client:models()
+  local page, index, offset, total = {}, 0, 0, nil
+  local finished = false
+  return function()
+    if finished then return nil end
+    index = index + 1
+    if index > #page then
+      if total and offset >= total then return nil end
+      local models, count = self:list_models(offset, MODELS_PAGE)
+      if not models then
+        finished = true
+        return false, count
+      end
+      if #models == 0 then return nil end
+      page, index, total = models, 1, count
+      offset = offset + #models
+    end
+    return page[index]
+  end
+end
+
+return Client

@@ -1,0 +1,49 @@
+--- lua-voiceclone: a client for the voice cloning service.
+--
+--   local voiceclone = require "voiceclone"
+--   local client = assert(voiceclone.new())          -- credentials from the environment
+--   local job = assert(client:synthesize{ text = "Hello", content_id = "repo" })
+--   assert(job:wait())
+--
+-- The C core (voiceclone.core) does the transport, the checks and the
+-- userdata; this layer adds the workflows on top of the same objects.
+local core = require "voiceclone.core"
+require "voiceclone.client"   -- task helpers on Client
+require "voiceclone.job"      -- wait and friends on Job
+
+local voiceclone = {
+  _VERSION = core._VERSION,
+  -- The published endpoint of the service.
+  DEFAULT_ENDPOINT = "https://service-mqk0mc83-1257411467.bj.apigw.tencentcs.com",
+  state = core.state,
+  type = core.type,
+  error = core.error,
+}
+
+local function env(name)
+  local value = os.getenv(name)
+  if value ~= nil and value ~= "" then return value end
+end
+
+--- A client. Options left out come from VOICECLONE_SECRET_ID,
+-- VOICECLONE_SECRET_KEY and VOICECLONE_ENDPOINT, else the published endpoint.
+-- Returns the client, or nil and an "invalid" error.
+function voiceclone.new(options)
+  if options ~= nil and type(options) ~= "table" then
+    error(("bad argument #1 to 'new' (table expected, got %s)"):format(type(options)), 2)
+  end
+  local settings = {}
+  for key, value in pairs(options or {}) do settings[key] = value end
+  settings.secret_id = settings.secret_id or env "VOICECLONE_SECRET_ID"
+  settings.secret_key = settings.secret_key or env "VOICECLONE_SECRET_KEY"
+  settings.endpoint = settings.endpoint or env "VOICECLONE_ENDPOINT" or voiceclone.DEFAULT_ENDPOINT
+  return core.new(settings)
+end
+
+--- The Job a callback POSTs, from its raw body. The body is not signed:
+-- confirm it with job:refresh() (pass the client) before acting on it.
+function voiceclone.job_from_callback(body, client)
+  return core.job_from_json(body, client)
+end
+
+return voiceclone

@@ -1,0 +1,102 @@
+--- Waiting on voiceclone.Job: job:wait{timeout=, interval=, on_update=}.
+local core = require "voiceclone.core"
+
+local Job = core.Job
+local COMPLETED = core.state.COMPLETED
+local MAX_INTERVAL = 10      -- seconds between polls, at the most
+local GROWTH = 1.5
+
+-- Fields the contract defines; anything else on a failed job is its reason.
+local JOB_FIELDS = { id = true, state = true, customId = true, callback = true, inputs = true,
+                     outputs = true, timing = true, timeout = true }
+local OUTPUT_FIELDS = { contentId = true, destination = true, inputSelectors = true,
+                        smartContentDescriptor = true, smartContentResult = true }
+
+local function describe(value, depth)
+  if type(value) ~= "table" then return tostring(value) end
+  if depth > 3 then return "{...}" end
+  local parts = {}
+  for k, v in pairs(value) do parts[#parts + 1] = tostring(k) .. "=" .. describe(v, depth + 1) end
+  table.sort(parts)
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+local function unknown_fields(data, known, prefix, into)
+  for key, value in pairs(data) do
+    if not known[key] then into[#into + 1] = prefix .. tostring(key) .. "=" .. describe(value, 1) end
+  end
+end
+
+--- Why the job failed, in the job's own words: every field it carries that the
+-- contract does not define (the service does not document their names).
+function Job:reason()
+  local data, parts = self:totable(), {}
+  unknown_fields(data, JOB_FIELDS, "", parts)
+  for i, output in ipairs(type(data.outputs) == "table" and data.outputs or {}) do
+    if type(output) == "table" then
+      unknown_fields(output, OUTPUT_FIELDS, ("outputs[%d]."):format(i), parts)
+    end
+  end
+  table.sort(parts)
+  return #parts > 0 and table.concat(parts, ", ") or nil
+end
+
+local function failed(job)
+  local reason = job:reason()
+  return core.error("job", ("job %s ended %s%s"):format(job.id, job:status(),
+    reason and (": " .. reason) or ""), { job = job })
+end
+
+local function positive(options, key, default)
+  local value = options[key]
+  if value == nil then return default end
+  if type(value) ~= "number" then
+    error(("bad option '%s' to 'wait' (number expected, got %s)"):format(key, type(value)), 3)
+  end
+  return value
+end
+
+--- Polls until the job is final, with an interval growing from
+-- options.interval (1 s) to 10 s. Returns the job once COMPLETED; nil and a
+-- "job" error (err.job) for ERROR or CANCELED; nil and a "timeout" error
+-- after options.timeout (600 s). on_update(job) is called on each change of
+-- state. Transient network failures are polled through.
+function Job:wait(options)
+  options = options or {}
+  if type(options) ~= "table" then
+    error(("bad argument #1 to 'wait' (table expected, got %s)"):format(type(options)), 2)
+  end
+  local timeout = positive(options, "timeout", 600)
+  local interval = positive(options, "interval", 1)
+  local on_update = options.on_update
+  if timeout <= 0 or interval <= 0 then
+    local field = timeout <= 0 and "timeout" or "interval"
+    return nil, core.error("invalid", field .. ": must be positive", { field = field })
+  end
+  local client = self:client()
+  local deadline = core.now() + timeout
+  local state, last_error = self.state, nil
+  while true do
+    if self.state ~= state then
+      state = self.state
+      if on_update then on_update(self) end
+    end
+    if state == COMPLETED then return self end
+    if self:is_final() then return nil, failed(self) end
+    local left = deadline - core.now()
+    if left <= 0 then
+      return nil, core.error("timeout", ("job %s still %s after %g s%s"):format(self.id,
+        self:status(), timeout, last_error and ("; last error: " .. tostring(last_error)) or ""),
+        { job = self, retryable = true })
+    end
+    client:sleep(math.min(interval, left))
+    interval = math.min(interval * GROWTH, MAX_INTERVAL)
+    local ok, err = self:refresh()
+    if not ok then
+      if not err.retryable then return nil, err end
+      last_error = err
+    end
+  end
+end
+
+return Job

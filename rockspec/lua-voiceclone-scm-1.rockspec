@@ -1,0 +1,50 @@
+rockspec_format = "3.0"
+package = "lua-voiceclone"
+version = "scm-1"
+source = {
+  url = "git+https://github.com/lua-voiceclone/lua-voiceclone.git",
+}
+description = {
+  summary = "Voice cloning for Lua: train a voice, then speak or convert in it",
+  detailed = [[
+    A Lua 5.4 client for the voice cloning service (train a voice model from
+    a recording, speak text or convert a recording in that voice), with a C
+    core on libcurl and lua-cjson, and a local sandbox of the service for
+    offline development.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4",
+  "lua-cjson",
+}
+external_dependencies = {
+  CURL = { header = "curl/curl.h", library = "curl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["voiceclone.core"] = {
+      sources = {
+        "lua-voiceclone/src/client.c",
+        "lua-voiceclone/src/error.c",
+        "lua-voiceclone/src/job.c",
+        "lua-voiceclone/src/model.c",
+        "lua-voiceclone/src/request.c",
+        "lua-voiceclone/src/response.c",
+        "lua-voiceclone/src/transport.c",
+        "lua-voiceclone/src/voiceclone.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+    ["voiceclone"] = "lua-voiceclone/voiceclone/init.lua",
+    ["voiceclone.client"] = "lua-voiceclone/voiceclone/client.lua",
+    ["voiceclone.job"] = "lua-voiceclone/voiceclone/job.lua",
+  },
+  install = {
+    bin = { voiceclone = "scripts/voiceclone" },
+  },
+}

@@ -1,0 +1,152 @@
+-- Shared by the specs: a real sandbox on loopback, clients for it, the
+-- sandbox's record of what went over the wire, and the misbehaving server.
+local socket = require "socket"
+local http = require "socket.http"
+local cjson = require("cjson.safe").new()
+local voiceclone = require "voiceclone"
+
+local helpers = {}
+
+helpers.SECRET_ID = "spec-id"
+helpers.SECRET_KEY = "spec-key-0123456789abcdef"
+
+local function tmpname()
+  local path = os.tmpname()
+  os.remove(path)
+  return path
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+helpers.read_file = read_file
+
+-- Starts a child process in the background, without the sanitizer preload
+-- (make test-asan) that is meant for the Lua running the specs only.
+local function spawn(command, log)
+  assert(os.execute(("env -u LD_PRELOAD %s >%s 2>&1 &"):format(command, log)))
+end
+
+local function wait_for(what, check, seconds)
+  local deadline = socket.gettime() + (seconds or 10)
+  repeat
+    local value = check()
+    if value then return value end
+    socket.sleep(0.02)
+  until socket.gettime() > deadline
+  error("timed out waiting for " .. what)
+end
+
+--- Starts `voiceclone sandbox` on a free port; returns
+-- { url =, pid =, data =, stop = fn, log = path }. Extra flags go in args.
+function helpers.start_sandbox(args)
+  local data = (args and args.data) or tmpname()
+  local log = tmpname()
+  local flags = {
+    "--port 0", "--data " .. data, "--queue-seconds 0.05", "--work-seconds 0.1",
+    "--secret-id " .. helpers.SECRET_ID, "--secret-key " .. helpers.SECRET_KEY,
+  }
+  for _, flag in ipairs(args or {}) do flags[#flags + 1] = flag end
+  spawn("lua5.4 scripts/voiceclone sandbox " .. table.concat(flags, " "), log)
+  local line = wait_for("the sandbox to listen", function()
+    return (read_file(log) or ""):match("listening on [^\n]+")
+  end)
+  local sandbox = {
+    url = line:match("(http://%S+)"),
+    pid = line:match("pid=(%d+)"),
+    data = data,
+    log = log,
+  }
+  function sandbox.stop()
+    os.execute("kill " .. sandbox.pid .. " 2>/dev/null")
+  end
+  return sandbox
+end
+
+--- A client for the sandbox (options override the defaults).
+function helpers.client(sandbox, options)
+  local settings = { endpoint = sandbox.url, secret_id = helpers.SECRET_ID,
+                     secret_key = helpers.SECRET_KEY, timeout = 10 }
+  for k, v in pairs(options or {}) do settings[k] = v end
+  return assert(voiceclone.new(settings))
+end
+
+--- The API requests the sandbox received after sequence number `since`,
+-- each { seq =, method =, path =, headers =, body = raw text, json = decoded }.
+function helpers.requests(sandbox, since)
+  local body, status = http.request(sandbox.url .. "/_sandbox/requests?since=" .. (since or 0))
+  assert(status == 200, "sandbox /_sandbox/requests answered " .. tostring(status))
+  local list = assert(cjson.decode(body))
+  for _, r in ipairs(list) do r.json = cjson.decode(r.body) end
+  return list
+end
+
+--- The last request the sandbox received.
+function helpers.last_request(sandbox)
+  local list = helpers.requests(sandbox)
+  return list[#list]
+end
+
+function helpers.last_seq(sandbox)
+  local last = helpers.last_request(sandbox)
+  return last and last.seq or 0
+end
+
+--- Starts spec/support/misbehaving_server.lua; returns { url_for = fn(scenario), stop = fn }.
+function helpers.start_misbehaving_server()
+  local port_file, log = tmpname(), tmpname()
+  spawn("lua5.4 spec/support/misbehaving_server.lua " .. port_file, log)
+  local port = wait_for("the misbehaving server", function()
+    local text = read_file(port_file)
+    return text and text:match("%d+")
+  end)
+  local server = {}
+  function server.url_for(scenario) return ("http://127.0.0.1:%s/%s"):format(port, scenario) end
+  function server.stop()
+    os.execute(("pkill -f 'misbehaving_server.lua %s' 2>/dev/null"):format(port_file))
+  end
+  return server
+end
+
+--- A one-shot HTTP receiver on loopback for callbacks: returns
+-- { url =, wait = fn(seconds) -> body or nil, close = fn }.
+function helpers.callback_receiver()
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  local receiver = { url = ("http://127.0.0.1:%d/hook"):format(port) }
+  function receiver.wait(seconds)
+    server:settimeout(seconds or 10)
+    local conn = server:accept()
+    if not conn then return nil end
+    conn:settimeout(5)
+    local length = 0
+    local line = conn:receive("*l")
+    while line and line ~= "" do
+      local n = line:lower():match("^content%-length:%s*(%d+)")
+      if n then length = tonumber(n) end
+      line = conn:receive("*l")
+    end
+    local body = conn:receive(length)
+    conn:send("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+    conn:close()
+    return body
+  end
+  function receiver.close() server:close() end
+  return receiver
+end
+
+--- Makes a short WAV of espeak-ng speaking text, at pitch (0..99).
+function helpers.make_recording(path, text, pitch)
+  assert(os.execute(("espeak-ng -p %d -w %s %q"):format(pitch or 50, path, text)))
+  return path
+end
+
+helpers.decode = cjson.decode
+helpers.wait_for = wait_for
+helpers.tmpname = tmpname
+
+return helpers

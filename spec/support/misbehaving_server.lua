@@ -1,0 +1,90 @@
+-- A deliberately broken HTTP server for the error specs. The first path
+-- segment picks the misbehaviour: a client with endpoint
+-- http://127.0.0.1:PORT/html500 gets an HTML 500 page for every call.
+--   lua5.4 spec/support/misbehaving_server.lua PORT_FILE
+local socket = require "socket"
+
+local JOB = '{"id":"j-1","state":3,"outputs":[{"inputSelectors":[0],'
+  .. '"smartContentDescriptor":{"voiceCloning":{"type":1,"modelName":"default"}}}]}'
+
+local function json(status, body) return { status = status, type = "application/json", body = body } end
+
+local scenarios = {
+  html500 = { status = 500, type = "text/html",
+              body = "<html><head><title>500 Internal Server Error</title></head>"
+                  .. "<body><h1>Oops</h1></body></html>" },
+  gateway = json(502, '{"message":"Bad Gateway"}'),
+  gateway_auth = json(401, '{"message":"HMAC signature cannot be verified"}'),
+  throttled = json(429, '{"message":"API rate limit exceeded","requestId":"gw-429"}'),
+  empty502 = { status = 502, body = "" },
+  truncated = json(200, '{"requestId":"r-1","getJobResponse":{"job":{"id":'),
+  not_json = { status = 200, type = "text/plain", body = "hello" },
+  not_object = json(200, "[1,2,3]"),
+  no_key = json(200, '{"requestId":"r-2"}'),
+  error_object = json(200, '{"requestId":"r-3","error":{"code":"InternalError","message":"something broke"}}'),
+  tencent_error = json(200, '{"Response":{"Error":{"Code":"AuthFailure","Message":"secret id unknown"},'
+                         .. '"RequestId":"r-4"}}'),
+  no_job = json(200, '{"requestId":"r-5","getJobResponse":{}}'),
+  bad_jobs = json(200, '{"requestId":"r-6","listJobsResponse":{"jobs":"nope","total":1}}'),
+  null_fields = json(200, '{"requestId":"r-7","getJobResponse":{"job":{"id":"j-7","state":2,'
+                        .. '"customId":null,"timing":{"createdAt":"1","startedAt":null}}}}'),
+  deep = json(200, '{"getJobResponse":' .. string.rep("[", 200) .. string.rep("]", 200) .. "}"),
+  completed = json(200, '{"requestId":"r-8","getJobResponse":{"job":' .. JOB .. '}}'),
+}
+
+local port_file = assert(arg[1], "usage: misbehaving_server.lua PORT_FILE")
+local server = assert(socket.bind("127.0.0.1", 0))
+local _, port = server:getsockname()
+local tmp = port_file .. ".tmp"
+local f = assert(io.open(tmp, "w"))
+f:write(port, "\n")
+f:close()
+assert(os.rename(tmp, port_file))
+
+local held = {}   -- connections we never answer ("hang")
+
+local function read_request(conn)
+  conn:settimeout(5)
+  local line = conn:receive("*l")
+  if not line then return nil end
+  local path = line:match("^%u+ (%S+)")
+  local length = 0
+  repeat
+    local header = conn:receive("*l")
+    if not header then return nil end
+    local n = header:lower():match("^content%-length:%s*(%d+)")
+    if n then length = tonumber(n) end
+  until header == ""
+  local body = length > 0 and conn:receive(length) or ""
+  return path, body
+end
+
+local function answer(conn, r)
+  local head = { ("HTTP/1.1 %d Whatever"):format(r.status), "Connection: close",
+                 ("Content-Length: %d"):format(r.length or #r.body) }
+  if r.type then head[#head + 1] = "Content-Type: " .. r.type end
+  conn:send(table.concat(head, "\r\n") .. "\r\n\r\n" .. r.body)
+end
+
+while true do
+  local conn = server:accept()
+  if conn then
+    local path, body = read_request(conn)
+    local name = path and path:match("^/([%w_]+)/")
+    if name == "hang" then
+      held[#held + 1] = conn
+    elseif name == "close" then
+      conn:close()
+    elseif name == "cut" then
+      answer(conn, { status = 200, type = "application/json", body = '{"requestId":', length = 100 })
+      conn:close()
+    elseif name == "echo" then
+      -- a server that quotes the whole request back, credentials included
+      answer(conn, json(500, '{"message":' .. string.format("%q", body):gsub("\\\n", "\\n") .. "}"))
+      conn:close()
+    else
+      answer(conn, scenarios[name] or json(404, '{"message":"no such scenario"}'))
+      conn:close()
+    end
+  end
+end
