@@ -266,8 +266,8 @@ static int client_get_job(lua_State *L) {
  * total (response.total, else the list's length). */
 static int push_list(lua_State *L, int client_idx, const char *where, const char *key,
                      int jobs) {
-    int response = lua_gettop(L), items, list;
-    lua_Integer i, n;
+    int response = lua_gettop(L), items, list, has_total;
+    lua_Integer i, n, total;
     lua_getfield(L, response, key);
     items = lua_gettop(L);
     if (!lua_isnil(L, items) && !lua_istable(L, items))
@@ -283,10 +283,11 @@ static int push_list(lua_State *L, int client_idx, const char *where, const char
         lua_rawseti(L, list, i);
         lua_pop(L, 1);
     }
+    /* total: a number, or a string holding one; else the list's length */
     lua_getfield(L, response, "total");
-    if (lua_type(L, -1) == LUA_TSTRING) lua_pushinteger(L, (lua_Integer)atoll(lua_tostring(L, -1)));
-    else if (lua_isinteger(L, -1)) lua_pushvalue(L, -1);
-    else lua_pushinteger(L, n);
+    total = lua_tointegerx(L, -1, &has_total);
+    lua_pushvalue(L, list);
+    lua_pushinteger(L, has_total ? total : n);
     return 2;
 }
 

@@ -195,7 +195,7 @@ static int job_tostring(lua_State *L) {
 /* core.job_from_json(body [, client]): the Job a callback POSTs (the job
  * itself, or {"job": job}); nil and a "decode" or "invalid" error else. */
 static int job_from_json(lua_State *L) {
-    luaL_checkstring(L, 1);
+    luaL_checktype(L, 1, LUA_TSTRING);
     if (!lua_isnoneornil(L, 2)) luaL_checkudata(L, 2, VC_CLIENT);
     lua_settop(L, 2);
     lua_pushvalue(L, VC_DECODE);

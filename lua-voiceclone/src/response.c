@@ -78,8 +78,6 @@ static int push_path(lua_State *L, int idx, const char *path) {
     }
     if (!*path && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
         lua_tostring(L, -1);   /* numbers become strings in place */
-        lua_replace(L, top + 1);
-        lua_settop(L, top + 1);
         return 1;
     }
     lua_settop(L, top);
