@@ -131,7 +131,7 @@ describe("a voice model", function()
   lazy_setup(function()
     sandbox = helpers.start_sandbox()
     client = helpers.client(sandbox)
-    os.execute("mkdir -p " .. sandbox.data .. "/repos/samples")
+    helpers.run("mkdir -p " .. sandbox.data .. "/repos/samples")
     helpers.make_recording(sandbox.data .. "/repos/samples/high.wav",
                            "This is a sample of my voice.", 90)
     sample_url = sandbox.url .. "/repos/samples/high.wav"

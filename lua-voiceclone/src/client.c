@@ -54,6 +54,18 @@ static int add_json_string(vc_buffer *b, const char *s) {
     return r ? r : vc_buffer_add(b, "\"", 1);
 }
 
+/* The JSON-escaped form of s, without the quotes. */
+static char *json_escaped(const char *s) {
+    vc_buffer b = {NULL, 0, 0};
+    if (add_json_string(&b, s) || vc_buffer_add(&b, "", 1)) {
+        vc_buffer_free(&b);
+        return NULL;
+    }
+    memmove(b.data, b.data + 1, b.len - 3);   /* drop the quotes */
+    b.data[b.len - 3] = '\0';
+    return b.data;
+}
+
 /* ,"secretId":"..","secretKey":"..",  (the part every body shares) */
 static char *make_envelope(const char *id, const char *key, size_t *len) {
     vc_buffer b = {NULL, 0, 0};
@@ -77,7 +89,8 @@ static void client_release(vc_client *c) {
     free(c->secret_id);
     wipe_free(c->envelope, c->envelope_len);
     wipe_free(c->secret_key, c->secret_key ? strlen(c->secret_key) : 0);
-    c->endpoint = c->secret_id = c->envelope = c->secret_key = NULL;
+    wipe_free(c->secret_key_json, c->secret_key_json ? strlen(c->secret_key_json) : 0);
+    c->endpoint = c->secret_id = c->envelope = c->secret_key = c->secret_key_json = NULL;
     c->envelope_len = 0;
 }
 
@@ -87,13 +100,18 @@ vc_client *vc_client_check(lua_State *L, int idx) {
     return c;
 }
 
-/* Replaces the string at the top with a copy where the key reads "***":
- * a server may echo a request back in an error message. */
-void vc_client_scrub(lua_State *L, const vc_client *c) {
-    if (c->secret_key && *c->secret_key && strstr(lua_tostring(L, -1), c->secret_key)) {
-        luaL_gsub(L, lua_tostring(L, -1), c->secret_key, "***");
+static void replace_all(lua_State *L, const char *secret) {
+    if (secret && *secret && strstr(lua_tostring(L, -1), secret)) {
+        luaL_gsub(L, lua_tostring(L, -1), secret, "***");
         lua_replace(L, -2);
     }
+}
+
+/* Replaces the string at the top with a copy where the key reads "***":
+ * a server may quote a request back, escaped, in an error message. */
+void vc_client_scrub(lua_State *L, const vc_client *c) {
+    replace_all(L, c->secret_key);
+    replace_all(L, c->secret_key_json);
 }
 
 /* ---- options ----------------------------------------------------------- */
@@ -176,8 +194,9 @@ static int client_new(lua_State *L) {
     c->endpoint = copy_string(endpoint, endpoint_len);
     c->secret_id = copy_string(id, strlen(id));
     c->secret_key = copy_string(key, strlen(key));
+    c->secret_key_json = json_escaped(key);
     c->envelope = make_envelope(id, key, &c->envelope_len);
-    if (!c->endpoint || !c->secret_id || !c->secret_key || !c->envelope ||
+    if (!c->endpoint || !c->secret_id || !c->secret_key || !c->secret_key_json || !c->envelope ||
         vc_transport_init(&c->transport, (long)(timeout * 1000),
                           (long)(connect_timeout * 1000)) != 0) {
         client_release(c);
@@ -230,21 +249,15 @@ int vc_client_call(lua_State *L, int client_idx, const char *path, const char *a
     return vc_response_decode(L, c, x, response_key);
 }
 
-/* Pushes response[key] when it is a table, else nil and an "api" error. */
-static int response_table(lua_State *L, const char *where, const char *key) {
-    if (lua_getfield(L, -1, key) == LUA_TTABLE) return 1;
-    return vc_fail(L, "api", NULL, "%s has no %s", where, key);
-}
-
 static int client_create_job(lua_State *L) {
     int r;
     vc_client_check(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     if ((r = vc_request_create_job(L, 2)) != 1) return r;
     if ((r = vc_client_call(L, 1, VC_PATH_JOB, "CreateJob", "createJobRequest",
-                            "createJobResponse")) != 1)
+                            "createJobResponse")) ||
+        (r = vc_response_table(L, "createJobResponse", "job")))
         return r;
-    if ((r = response_table(L, "createJobResponse", "job")) != 1) return r;
     vc_job_push(L, 1, -1);
     return 1;
 }
@@ -252,18 +265,17 @@ static int client_create_job(lua_State *L) {
 static int client_get_job(lua_State *L) {
     int r;
     vc_client_check(L, 1);
-    luaL_checkstring(L, 2);
+    luaL_checktype(L, 2, LUA_TSTRING);
     if ((r = vc_request_job_id(L, 2)) != 1) return r;
-    if ((r = vc_client_call(L, 1, VC_PATH_JOB, "GetJob", "getJobRequest",
-                            "getJobResponse")) != 1)
+    if ((r = vc_client_call(L, 1, VC_PATH_JOB, "GetJob", "getJobRequest", "getJobResponse")) ||
+        (r = vc_response_table(L, "getJobResponse", "job")))
         return r;
-    if ((r = response_table(L, "getJobResponse", "job")) != 1) return r;
     vc_job_push(L, 1, -1);
     return 1;
 }
 
-/* list = response[key] turned into userdata by push(item); pushes list and
- * total (response.total, else the list's length). */
+/* With the root and response at the top: pushes response[key] as a list of
+ * Jobs (or Models) and the total (response.total, else the list's length). */
 static int push_list(lua_State *L, int client_idx, const char *where, const char *key,
                      int jobs) {
     int response = lua_gettop(L), items, list, has_total;
@@ -271,13 +283,14 @@ static int push_list(lua_State *L, int client_idx, const char *where, const char
     lua_getfield(L, response, key);
     items = lua_gettop(L);
     if (!lua_isnil(L, items) && !lua_istable(L, items))
-        return vc_fail(L, "api", NULL, "%s.%s is not an array", where, key);
+        return vc_response_fail(L, response - 1, "%s.%s is not an array", where, key);
     n = lua_istable(L, items) ? (lua_Integer)lua_rawlen(L, items) : 0;
     lua_createtable(L, (int)n, 0);
     list = lua_gettop(L);
     for (i = 1; i <= n; i++) {
         if (lua_rawgeti(L, items, i) != LUA_TTABLE)
-            return vc_fail(L, "api", NULL, "%s.%s[%d] is not an object", where, key, (int)i);
+            return vc_response_fail(L, response - 1, "%s.%s[%d] is not an object", where, key,
+                                    (int)i);
         if (jobs) vc_job_push(L, client_idx, -1);
         else vc_model_push(L, -1);
         lua_rawseti(L, list, i);
@@ -294,10 +307,10 @@ static int push_list(lua_State *L, int client_idx, const char *where, const char
 static int client_list_jobs(lua_State *L) {
     int r;
     vc_client_check(L, 1);
-    luaL_checkstring(L, 2);
+    luaL_checktype(L, 2, LUA_TSTRING);
     if ((r = vc_request_custom_id(L, 2)) != 1) return r;
     if ((r = vc_client_call(L, 1, VC_PATH_JOB, "ListJobs", "listJobsRequest",
-                            "listJobsResponse")) != 1)
+                            "listJobsResponse")))
         return r;
     return push_list(L, 1, "listJobsResponse", "jobs", 1);
 }
@@ -310,7 +323,7 @@ static int client_list_models(lua_State *L) {
     lua_settop(L, 3);
     if ((r = vc_request_list_models(L, 2, 3)) != 1) return r;
     if ((r = vc_client_call(L, 1, VC_PATH_MODELS, "ListModels", "listModelsRequest",
-                            "listModelsResponse")) != 1)
+                            "listModelsResponse")))
         return r;
     return push_list(L, 1, "listModelsResponse", "models", 0);
 }

@@ -95,11 +95,9 @@ static int job_refresh(lua_State *L) {
     lua_getfield(L, -1, "id");
     lua_remove(L, -2);
     if ((r = vc_request_job_id(L, 3)) != 1) return r;
-    if ((r = vc_client_call(L, 2, VC_PATH_JOB, "GetJob", "getJobRequest",
-                            "getJobResponse")) != 1)
+    if ((r = vc_client_call(L, 2, VC_PATH_JOB, "GetJob", "getJobRequest", "getJobResponse")) ||
+        (r = vc_response_table(L, "getJobResponse", "job")))
         return r;
-    if (lua_getfield(L, -1, "job") != LUA_TTABLE)
-        return vc_fail(L, "api", NULL, "getJobResponse has no job");
     selectors_to_lua(L, lua_gettop(L));
     lua_setiuservalue(L, 1, UV_DATA);
     lua_settop(L, 1);

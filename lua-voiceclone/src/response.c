@@ -5,6 +5,7 @@
  * the API gateway in front of it), so nothing here assumes one shape: the
  * message, code and request id are looked for under the names either uses.
  */
+#include <stdarg.h>
 #include <string.h>
 #include "vc.h"
 
@@ -133,6 +134,28 @@ static void add_details(lua_State *L, int decoded, long status) {
     if (push_first(L, decoded, code_paths)) lua_setfield(L, -2, "code");
 }
 
+/* nil and an "api" error for a 2xx answer whose content is not what the
+ * contract says; root is the decoded body, for its request id. Returns 2. */
+int vc_response_fail(lua_State *L, int root, const char *fmt, ...) {
+    va_list ap;
+    root = lua_absindex(L, root);
+    lua_pushnil(L);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    vc_error_push(L, "api", lua_tostring(L, -1));
+    lua_remove(L, -2);
+    add_details(L, root, 0);
+    return 2;
+}
+
+/* With the root and a response object at the top: pushes response[key]
+ * when it is a table and returns 0, else nil and an "api" error (2). */
+int vc_response_table(lua_State *L, const char *where, const char *key) {
+    if (lua_getfield(L, -1, key) == LUA_TTABLE) return 0;
+    return vc_response_fail(L, -3, "%s has no %s", where, key);
+}
+
 /* nil, err with the server's own words (scrubbed of the key) in it. */
 static int fail_with_server_text(lua_State *L, const vc_client *c, const char *kind,
                                  const char *what, int decoded, const char *body,
@@ -195,7 +218,8 @@ int vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
     if (lua_isnil(L, decoded))
         return vc_fail(L, "decode", NULL, "the response is not JSON (HTTP %d, %d bytes)",
                        (int)x->status, (int)len);
-    if (!lua_istable(L, decoded))
+    while (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n') body++;
+    if (!lua_istable(L, decoded) || *body != '{')   /* an array decodes to a table too */
         return vc_fail(L, "decode", NULL, "the response is not a JSON object");
 
     lua_getfield(L, decoded, response_key);
@@ -204,6 +228,6 @@ int vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
         return fail_with_server_text(L, c, "api", lua_tostring(L, -1), decoded, "", 0,
                                      x->status);
     }
-    vc_response_normalize(L, -1, 0);
-    return 1;
+    vc_response_normalize(L, decoded, 0);
+    return 0;
 }

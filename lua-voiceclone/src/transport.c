@@ -185,5 +185,8 @@ void vc_transport_run(vc_transport *t, vc_transfer *x, const char *url) {
         x->result = CURLE_FAILED_INIT;
         x->done = 1;
     }
+    /* NUL-terminated, so the body can be read as a C string */
+    if (vc_buffer_add(&x->response, "", 1) == 0) x->response.len--;
+    else if (x->result == CURLE_OK) x->result = CURLE_OUT_OF_MEMORY;
     curl_multi_remove_handle(t->multi, e);
 }

@@ -48,7 +48,7 @@ void vc_buffer_free(vc_buffer *b);
 typedef struct vc_transfer {
     CURL *easy;
     vc_buffer request;           /* the body sent: holds the credentials */
-    vc_buffer response;
+    vc_buffer response;          /* NUL-terminated once done */
     char errbuf[CURL_ERROR_SIZE];
     CURLcode result;
     long status;
@@ -79,14 +79,15 @@ typedef struct vc_client {
     char *secret_id;             /* as given */
     char *envelope;              /* ,"secretId":"..","secretKey":"..", JSON-escaped */
     size_t envelope_len;
-    char *secret_key;            /* kept only to scrub it from messages */
+    char *secret_key;            /* kept only to scrub it from messages, */
+    char *secret_key_json;       /* as is and as a JSON string holds it */
     int open;
 } vc_client;
 
 vc_client *vc_client_check(lua_State *L, int idx);   /* raises if closed */
 /* Sends {"action":action, credentials, <payload_key>: <payload at top>}
- * to endpoint..path, pops the payload, and pushes the decoded object under
- * response_key, or nil and an error: returns 1 or 2 values. */
+ * to endpoint..path and pops the payload. Returns 0 with the decoded body
+ * and its object under response_key pushed, or 2 with nil and an error. */
 int vc_client_call(lua_State *L, int client_idx, const char *path,
                    const char *action, const char *payload_key,
                    const char *response_key);
@@ -108,7 +109,9 @@ int vc_request_list_models(lua_State *L, int offset_idx, int limit_idx);
 
 /* response.c */
 int  vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
-                        const char *response_key);
+                        const char *response_key);       /* as vc_client_call */
+int  vc_response_table(lua_State *L, const char *where, const char *key);
+int  vc_response_fail(lua_State *L, int root, const char *fmt, ...);
 void vc_response_normalize(lua_State *L, int idx, int depth);
 int  vc_utf8_length(const char *s, size_t len);   /* -1 if invalid */
 

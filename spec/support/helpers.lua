@@ -25,10 +25,15 @@ local function read_file(path)
 end
 helpers.read_file = read_file
 
--- Starts a child process in the background, without the sanitizer preload
--- (make test-asan) that is meant for the Lua running the specs only.
+-- Runs a shell command without the sanitizer preload (make test-asan), which
+-- is meant for the Lua running the specs only: espeak-ng hangs under it.
+function helpers.run(command)
+  return os.execute("env -u LD_PRELOAD sh -c '" .. command:gsub("'", "'\\''") .. "'")
+end
+
+-- Starts a child process in the background, its output into log.
 local function spawn(command, log)
-  assert(os.execute(("env -u LD_PRELOAD %s >%s 2>&1 &"):format(command, log)))
+  assert(helpers.run(("%s >%s 2>&1 &"):format(command, log)))
 end
 
 local function wait_for(what, check, seconds)
@@ -62,7 +67,7 @@ function helpers.start_sandbox(args)
     log = log,
   }
   function sandbox.stop()
-    os.execute("kill " .. sandbox.pid .. " 2>/dev/null")
+    helpers.run("kill " .. sandbox.pid .. " 2>/dev/null")
   end
   return sandbox
 end
@@ -107,7 +112,7 @@ function helpers.start_misbehaving_server()
   local server = {}
   function server.url_for(scenario) return ("http://127.0.0.1:%s/%s"):format(port, scenario) end
   function server.stop()
-    os.execute(("pkill -f 'misbehaving_server.lua %s' 2>/dev/null"):format(port_file))
+    helpers.run(("pkill -f 'misbehaving_server.lua %s' 2>/dev/null"):format(port_file))
   end
   return server
 end
@@ -141,7 +146,7 @@ end
 
 --- Makes a short WAV of espeak-ng speaking text, at pitch (0..99).
 function helpers.make_recording(path, text, pitch)
-  assert(os.execute(("espeak-ng -p %d -w %s %q"):format(pitch or 50, path, text)))
+  assert(helpers.run(("espeak-ng -p %d -w '%s' '%s'"):format(pitch or 50, path, text)))
   return path
 end
 
