@@ -152,7 +152,9 @@ function Server:_accept()
       self:_log("refused a connection: %d open", self.nconns)
     else
       sock:setoption("tcp-nodelay", true)
+      self.accepted = (self.accepted or 0) + 1
       local c = {
+        id = self.accepted,    -- lets a client's connection reuse be seen
         sock = sock, inbuf = "", out = {}, out_pos = 1,
         busy = false,          -- a request is being answered: parse no further
         last_active = self.clock(),
@@ -270,7 +272,7 @@ function Server:_process(c)
       local s, e = c.inbuf:find("\r?\n\r?\n")
       if not s then
         if #c.inbuf > MAX_HEADER_BYTES then
-          self:_fail(c, 431, "BadRequest", "request headers are too large")
+          self:_fail(c, 431, "HeadersTooLarge", "request headers are too large")
         end
         break
       end
@@ -294,6 +296,7 @@ function Server:_process(c)
         push_out(c, "HTTP/1.1 100 Continue\r\n\r\n")
         self:_write(c)
       end
+      req.connection = c.id
       c.req = req
     end
     local req = c.req
@@ -326,15 +329,14 @@ function Server:_read(c)
     end
   end
   if err == "closed" then
-    if c.lingering or (not c.busy and #c.out == 0) then
-      return self:_close_conn(c)
-    end
-    c.peer_closed = true   -- finish the answer in flight, then close
+    -- The peer sent its last bytes: answer what it asked, then close.
+    c.peer_closed = true
     c.close_after = true
   elseif err and err ~= "timeout" then
     return self:_close_conn(c)
   end
   self:_process(c)
+  if c.peer_closed and not c.busy and #c.out == 0 then self:_close_conn(c) end
 end
 
 -- Write as much queued output as the socket takes now; keep the rest.
@@ -423,7 +425,9 @@ function Server:step(max_wait)
   local recvt, sendt = { self.sock }, {}
   for sock, c in pairs(self.conns) do
     -- Stop reading from a client whose unanswered input is already large.
-    if #c.inbuf <= self.max_body + MAX_HEADER_BYTES then recvt[#recvt + 1] = sock end
+    if not c.peer_closed and #c.inbuf <= self.max_body + MAX_HEADER_BYTES then
+      recvt[#recvt + 1] = sock
+    end
     if #c.out > 0 then sendt[#sendt + 1] = sock end
   end
   local readable, writable = socket.select(recvt, sendt, wait)

@@ -146,8 +146,7 @@ function util.quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
--- mkdir -p (synchronous: a short local command, run only at start and when a
--- job's work begins).
+-- mkdir -p (synchronous: a short local command, run only at start).
 function util.mkdir_p(path)
   local ok = os.execute("mkdir -p -- " .. util.quote(path) .. " 2>/dev/null")
   if not ok then return nil, "cannot create directory " .. path end
@@ -166,20 +165,62 @@ function util.absolute(path)
   return cwd .. "/" .. path
 end
 
--- Children must not inherit our sockets: a child holding a client connection
--- or the listening socket would keep them open after we close them (luasocket
--- does not set close-on-exec). The loop closes every descriptor above 2.
-local CLOSE_INHERITED = 'for fd in /proc/$$/fd/*; do n=${fd##*/}; '
+-- Children start clean. They must not inherit our sockets: a child holding a
+-- client connection or the listening socket would keep them open after we
+-- close them (luasocket does not set close-on-exec), so every descriptor
+-- above 2 is closed. And no LD_PRELOAD: a test harness's sanitizer runtime,
+-- preloaded into espeak-ng, makes it hang.
+local CHILD_PREAMBLE = 'for fd in /proc/$$/fd/*; do n=${fd##*/}; '
   .. '[ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-" 2>/dev/null; done; '
+  .. 'unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; '
 
--- Start `script` (bash code; its arguments are $1..$n) in the background and
--- return at once: the event loop never waits for a child.
-function util.spawn(script, args, log)
-  local parts = { "bash", "-c", util.quote(CLOSE_INHERITED .. script), "voiceclone-sandbox" }
+-- Background commands go through a launcher: one long-lived bash reading
+-- command lines from a pipe, which does the forking. os.execute would fork
+-- the sandbox itself and wait for a shell: about a millisecond of event loop
+-- per command, seconds when hundreds of jobs start at once.
+local Launcher = {}
+Launcher.__index = Launcher
+
+function util.launcher()
+  return setmetatable({}, Launcher)
+end
+
+function Launcher:_pipe()
+  if not self.pipe then
+    local p = io.popen("exec bash >/dev/null 2>&1", "w")
+    if not p then return nil end
+    p:setvbuf("line")
+    if not p:write(CHILD_PREAMBLE, "\n") then
+      p:close()
+      return nil
+    end
+    self.pipe = p
+  end
+  return self.pipe
+end
+
+-- Start `script` (bash code; its arguments are $1..$n) in the background,
+-- output to `log`, and return at once: the event loop never waits for a child.
+-- The launcher is the child's parent and reaps it.
+function Launcher:spawn(script, args, log)
+  local parts = { "bash", "-c", util.quote(CHILD_PREAMBLE .. script), "voiceclone-sandbox" }
   for _, a in ipairs(args or {}) do parts[#parts + 1] = util.quote(a) end
   local cmd = table.concat(parts, " ") .. " </dev/null >" .. util.quote(log or "/dev/null")
     .. " 2>&1 &"
+  local pipe = self:_pipe()
+  if pipe and pipe:write(cmd, "\n") then return true end
+  -- The launcher is gone (killed?): start a new one next time, run this one directly.
+  if self.pipe then pcall(self.pipe.close, self.pipe) end
+  self.pipe = nil
   return os.execute(cmd)
+end
+
+-- Idempotent. Children already started go on by themselves.
+function Launcher:close()
+  if self.pipe then
+    pcall(self.pipe.close, self.pipe)
+    self.pipe = nil
+  end
 end
 
 ----------------------------------------------------------------------------
@@ -189,6 +230,7 @@ end
 -- Returns true or nil, reason.
 function util.loopback_url(url)
   if type(url) ~= "string" then return nil, "not a string" end
+  if url:find("[%z%c%s]") then return nil, "spaces or control characters in the URL" end
   local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
   if not scheme then return nil, "not an absolute http URL" end
   scheme = scheme:lower()

@@ -1,0 +1,52 @@
+-- The pitch of a voice recording, by autocorrelation: for each voiced 40 ms
+-- frame, the lag (60..400 Hz) where the signal best matches itself; the
+-- median over frames. sox's "rough frequency" is a zero-crossing rate and
+-- follows the formants, not the voice, so it cannot tell voices apart.
+--
+-- Run as a script by the sandbox's background jobs, so the event loop never
+-- spends the CPU:  lua5.4 pitch.lua RECORDING.raw   (8 kHz, s16le, mono)
+-- prints the pitch in Hz, or nothing when no frame is voiced.
+local pitch = {}
+
+pitch.RATE = 8000
+local FRAME = 320                       -- 40 ms
+local MIN_HZ, MAX_HZ = 60, 400
+local MIN_POWER = 1e5                   -- mean square of a voiced frame
+local MIN_MATCH = 0.3                   -- autocorrelation / energy of a periodic frame
+
+function pitch.estimate(raw)
+  local count = #raw // 2
+  local samples = { string.unpack(("<" .. ("i2"):rep(math.min(count, 4000))), raw) }
+  for offset = 4000, count - 1, 4000 do  -- unpack in slices: its argument count is bounded
+    local n = math.min(4000, count - offset)
+    local slice = { string.unpack("<" .. ("i2"):rep(n), raw, 2 * offset + 1) }
+    table.move(slice, 1, n, offset + 1, samples)
+  end
+  local min_lag, max_lag = pitch.RATE // MAX_HZ, pitch.RATE // MIN_HZ
+  local found = {}
+  for start = 1, count - FRAME - max_lag, FRAME do
+    local energy = 0
+    for i = start, start + FRAME - 1 do energy = energy + samples[i] * samples[i] end
+    if energy / FRAME > MIN_POWER then
+      local best, best_lag = 0, nil
+      for lag = min_lag, max_lag do
+        local sum = 0
+        for i = start, start + FRAME - 1 do sum = sum + samples[i] * samples[i + lag] end
+        if sum > best then best, best_lag = sum, lag end
+      end
+      if best_lag and best > MIN_MATCH * energy then found[#found + 1] = pitch.RATE / best_lag end
+    end
+  end
+  if #found == 0 then return nil end
+  table.sort(found)
+  return found[#found // 2 + 1]
+end
+
+if arg and arg[0] and arg[0]:match("pitch%.lua$") and arg[1] then
+  local f = assert(io.open(arg[1], "rb"))
+  local hz = pitch.estimate(f:read("a"))
+  f:close()
+  if hz then print(string.format("%.1f", hz)) end
+end
+
+return pitch
