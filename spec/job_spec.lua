@@ -134,6 +134,8 @@ describe("a voice model", function()
     helpers.run("mkdir -p " .. sandbox.data .. "/repos/samples")
     helpers.make_recording(sandbox.data .. "/repos/samples/high.wav",
                            "This is a sample of my voice.", 90)
+    helpers.make_recording(sandbox.data .. "/repos/samples/low.wav",
+                           "And this is somebody else, speaking much lower.", 5)
     sample_url = sandbox.url .. "/repos/samples/high.wav"
   end)
   lazy_teardown(function() sandbox.stop() end)
@@ -153,14 +155,27 @@ describe("a voice model", function()
 
     local spoken = assert(client:synthesize { text = "Now in my voice", model = "high_voice",
                                                content_id = "repo" })
+    local plain = assert(client:synthesize { text = "Now in my voice", content_id = "repo" })
     assert(spoken:wait { interval = 0.05 })
-    assert.is_true(is_wav(sandbox.data .. "/repos/repo/" .. spoken:result().path))
+    assert(plain:wait { interval = 0.05 })
+    local spoken_wav = sandbox.data .. "/repos/repo/" .. spoken:result().path
+    assert.is_true(is_wav(spoken_wav))
+    -- the trained voice is the sample's: well above the default voice's pitch
+    local sample_hz = helpers.pitch_of(sandbox.data .. "/repos/samples/high.wav")
+    local spoken_hz = helpers.pitch_of(spoken_wav)
+    local plain_hz = helpers.pitch_of(sandbox.data .. "/repos/repo/" .. plain:result().path)
+    assert.is_true(math.abs(spoken_hz - sample_hz) < 0.15 * sample_hz)
+    assert.is_true(spoken_hz > plain_hz * 1.25)
 
-    local converted = assert(client:convert { source = { contentId = "samples", path = "high.wav" },
+    local converted = assert(client:convert { source = { contentId = "samples", path = "low.wav" },
                                                model = "high_voice", content_id = "repo" })
     assert.equal("samples", converted.inputs[1].source.contentId)
     assert(converted:wait { interval = 0.05 })
-    assert.is_true(is_wav(sandbox.data .. "/repos/repo/" .. converted:result().path))
+    local converted_wav = sandbox.data .. "/repos/repo/" .. converted:result().path
+    assert.is_true(is_wav(converted_wav))
+    -- a low voice, converted, comes out at the model's pitch
+    assert.is_true(helpers.pitch_of(sandbox.data .. "/repos/samples/low.wav") < 0.7 * sample_hz)
+    assert.is_true(math.abs(helpers.pitch_of(converted_wav) - sample_hz) < 0.15 * sample_hz)
   end)
 
   it("pages through every model with client:models()", function()

@@ -150,6 +150,15 @@ function helpers.make_recording(path, text, pitch)
   return path
 end
 
+--- The pitch (Hz) of a WAV file, measured as the sandbox measures voices.
+function helpers.pitch_of(wav)
+  local raw = tmpname()
+  assert(helpers.run(("sox '%s' -t raw -r 8000 -b 16 -e signed -c 1 '%s'"):format(wav, raw)))
+  local hz = require("voiceclone.sandbox.pitch").estimate(read_file(raw))
+  os.remove(raw)
+  return hz
+end
+
 helpers.decode = cjson.decode
 helpers.wait_for = wait_for
 helpers.tmpname = tmpname

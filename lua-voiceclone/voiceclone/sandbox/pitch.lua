@@ -13,6 +13,7 @@ local FRAME = 320                       -- 40 ms
 local MIN_HZ, MAX_HZ = 60, 400
 local MIN_POWER = 1e5                   -- mean square of a voiced frame
 local MIN_MATCH = 0.3                   -- autocorrelation / energy of a periodic frame
+local PEAK_SHARE = 0.85                 -- of the best match, for the shortest period
 
 function pitch.estimate(raw)
   local count = #raw // 2
@@ -24,17 +25,26 @@ function pitch.estimate(raw)
   end
   local min_lag, max_lag = pitch.RATE // MAX_HZ, pitch.RATE // MIN_HZ
   local found = {}
-  for start = 1, count - FRAME - max_lag, FRAME do
+  for start = 1, count - FRAME - max_lag - 1, FRAME do
     local energy = 0
     for i = start, start + FRAME - 1 do energy = energy + samples[i] * samples[i] end
     if energy / FRAME > MIN_POWER then
-      local best, best_lag = 0, nil
-      for lag = min_lag, max_lag do
+      local sums, best = {}, 0
+      for lag = min_lag - 1, max_lag + 1 do
         local sum = 0
         for i = start, start + FRAME - 1 do sum = sum + samples[i] * samples[i + lag] end
-        if sum > best then best, best_lag = sum, lag end
+        sums[lag] = sum
+        if sum > best then best = sum end
       end
-      if best_lag and best > MIN_MATCH * energy then found[#found + 1] = pitch.RATE / best_lag end
+      -- A periodic signal matches itself at every multiple of its period
+      -- almost equally: the shortest strong peak is the period.
+      for lag = min_lag, max_lag do
+        local sum = sums[lag]
+        if sum >= PEAK_SHARE * best and sum >= sums[lag - 1] and sum >= sums[lag + 1] then
+          if sum > MIN_MATCH * energy then found[#found + 1] = pitch.RATE / lag end
+          break
+        end
+      end
     end
   end
   if #found == 0 then return nil end

@@ -25,7 +25,7 @@ local Run = {}
 Run.__index = Run
 
 -- The default voice: espeak-ng's own, at its default pitch (as measured).
-work.DEFAULT_MODEL = { name = "default", pitch = 99 }
+work.DEFAULT_MODEL = { name = "default", pitch = 101 }
 local RATE = "22050"                      -- espeak-ng's rate: every segment is made alike
 local WATCHDOG_SECONDS = 300              -- a phase that never reports is a failed job...
 local WATCHDOG_PER_INPUT = 40             -- ...plus this per recording (curl --max-time 30)
@@ -39,10 +39,10 @@ local PITCH_SCRIPT = util.absolute(assert(package.searchpath("voiceclone.sandbox
 -- its -p knob gives them: a model speaks with the voice and knob setting
 -- closest to its own pitch.
 local VOICES = {
-  { variant = "",    points = { { 0, 74 }, { 25, 82 }, { 50, 99 }, { 75, 125 }, { 99, 163 } } },
-  { variant = "+f3", points = { { 0, 127 }, { 25, 145 }, { 50, 182 }, { 75, 216 }, { 99, 286 } } },
+  { variant = "",    points = { { 0, 75 }, { 25, 84 }, { 50, 101 }, { 75, 129 }, { 99, 167 } } },
+  { variant = "+f3", points = { { 0, 138 }, { 25, 163 }, { 50, 200 }, { 75, 250 }, { 99, 320 } } },
 }
-local FEMALE_FROM_HZ = 150
+local FEMALE_FROM_HZ = 168     -- past the male voice's reach
 
 local function knob_for(points, hz)
   for i = 2, #points do
