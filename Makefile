@@ -21,7 +21,7 @@ CORE      := build/voiceclone/core.so
 CORE_ASAN := build-asan/voiceclone/core.so
 SANITIZE  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all build bootstrap test test-asan demo bench clean
+.PHONY: all build bootstrap test test-asan demo bench rock clean
 
 all: build
 
@@ -54,6 +54,15 @@ test-asan: bootstrap
 demo: bootstrap
 	@$(MAKE) --no-print-directory build
 	@scripts/demo
+
+# Installs the rock into LuaRocks' tree (ROCK_TREE=dir for another one).
+# Debian keeps curl.h under the multiarch include directory, which
+# LuaRocks does not search by itself.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+rock: bootstrap
+	luarocks --lua-version 5.4 $(if $(ROCK_TREE),--tree $(ROCK_TREE)) make --deps-mode=none \
+	    rockspec/lua-voiceclone-scm-1.rockspec \
+	    CURL_INCDIR=/usr/include/$(MULTIARCH) CURL_LIBDIR=/usr/lib/$(MULTIARCH)
 
 clean:
 	rm -rf build build-asan demo-out

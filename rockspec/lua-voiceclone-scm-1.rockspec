@@ -17,6 +17,7 @@ description = {
 dependencies = {
   "lua >= 5.4",
   "lua-cjson",
+  -- the sandbox only: "luasocket"
 }
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
@@ -43,6 +44,13 @@ build = {
     ["voiceclone"] = "lua-voiceclone/voiceclone/init.lua",
     ["voiceclone.client"] = "lua-voiceclone/voiceclone/client.lua",
     ["voiceclone.job"] = "lua-voiceclone/voiceclone/job.lua",
+    ["voiceclone.sandbox"] = "lua-voiceclone/voiceclone/sandbox.lua",
+    ["voiceclone.sandbox.httpd"] = "lua-voiceclone/voiceclone/sandbox/httpd.lua",
+    ["voiceclone.sandbox.jobs"] = "lua-voiceclone/voiceclone/sandbox/jobs.lua",
+    ["voiceclone.sandbox.pitch"] = "lua-voiceclone/voiceclone/sandbox/pitch.lua",
+    ["voiceclone.sandbox.util"] = "lua-voiceclone/voiceclone/sandbox/util.lua",
+    ["voiceclone.sandbox.validate"] = "lua-voiceclone/voiceclone/sandbox/validate.lua",
+    ["voiceclone.sandbox.work"] = "lua-voiceclone/voiceclone/sandbox/work.lua",
   },
   install = {
     bin = { voiceclone = "scripts/voiceclone" },
