@@ -44,6 +44,7 @@ build = {
     ["voiceclone"] = "lua-voiceclone/voiceclone/init.lua",
     ["voiceclone.client"] = "lua-voiceclone/voiceclone/client.lua",
     ["voiceclone.job"] = "lua-voiceclone/voiceclone/job.lua",
+    ["voiceclone.tasks"] = "lua-voiceclone/voiceclone/tasks.lua",
     ["voiceclone.sandbox"] = "lua-voiceclone/voiceclone/sandbox.lua",
     ["voiceclone.sandbox.httpd"] = "lua-voiceclone/voiceclone/sandbox/httpd.lua",
     ["voiceclone.sandbox.jobs"] = "lua-voiceclone/voiceclone/sandbox/jobs.lua",

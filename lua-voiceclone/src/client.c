@@ -15,6 +15,10 @@
 
 #define DEFAULT_TIMEOUT          30.0
 #define DEFAULT_CONNECT_TIMEOUT  10.0
+#define DEFAULT_MAX_IN_FLIGHT    64
+#define MAX_IN_FLIGHT_LIMIT      4096
+
+#define UV_TASKS 1   /* the scheduler's table of tasks (voiceclone/tasks.lua) */
 
 /* ---- strings in C memory --------------------------------------------- */
 
@@ -140,7 +144,8 @@ static double option_seconds(lua_State *L, const char *key, double fallback) {
 
 static int unknown_option(lua_State *L) {
     static const char *const known[] = {
-        "secret_id", "secret_key", "endpoint", "timeout", "connect_timeout", NULL
+        "secret_id", "secret_key", "endpoint", "timeout", "connect_timeout", "max_in_flight",
+        NULL
     };
     lua_pushnil(L);
     while (lua_next(L, 1)) {
@@ -162,7 +167,7 @@ static int valid_timeout(double seconds) {
 /* core.new{secret_id=, secret_key=, endpoint=, timeout=, connect_timeout=} */
 static int client_new(lua_State *L) {
     const char *id, *key, *endpoint;
-    double timeout, connect_timeout;
+    double timeout, connect_timeout, max_in_flight;
     size_t endpoint_len;
     vc_client *c;
     int r;
@@ -173,6 +178,7 @@ static int client_new(lua_State *L) {
     endpoint = option_string(L, "endpoint");
     timeout = option_seconds(L, "timeout", DEFAULT_TIMEOUT);
     connect_timeout = option_seconds(L, "connect_timeout", DEFAULT_CONNECT_TIMEOUT);
+    max_in_flight = option_seconds(L, "max_in_flight", DEFAULT_MAX_IN_FLIGHT);
     if ((r = unknown_option(L))) return r;
     if (!id || !*id) return vc_fail(L, "invalid", "secret_id", "is required");
     if (!key || !*key) return vc_fail(L, "invalid", "secret_key", "is required");
@@ -182,10 +188,14 @@ static int client_new(lua_State *L) {
         return vc_fail(L, "invalid", "timeout", "must be a positive number of seconds");
     if (!valid_timeout(connect_timeout))
         return vc_fail(L, "invalid", "connect_timeout", "must be a positive number of seconds");
+    if (!(max_in_flight >= 1 && max_in_flight <= MAX_IN_FLIGHT_LIMIT) ||
+        max_in_flight != (double)(int)max_in_flight)
+        return vc_fail(L, "invalid", "max_in_flight", "must be a whole number from 1 to %d",
+                       MAX_IN_FLIGHT_LIMIT);
 
     /* Zeroed and with its metatable first: from here every allocation
      * hangs off the userdata, so __gc reclaims it if anything raises. */
-    c = lua_newuserdatauv(L, sizeof *c, 0);
+    c = lua_newuserdatauv(L, sizeof *c, 1);
     memset(c, 0, sizeof *c);
     luaL_setmetatable(L, VC_CLIENT);
 
@@ -198,7 +208,7 @@ static int client_new(lua_State *L) {
     c->envelope = make_envelope(id, key, &c->envelope_len);
     if (!c->endpoint || !c->secret_id || !c->secret_key || !c->secret_key_json || !c->envelope ||
         vc_transport_init(&c->transport, (long)(timeout * 1000),
-                          (long)(connect_timeout * 1000)) != 0) {
+                          (long)(connect_timeout * 1000), (int)max_in_flight) != 0) {
         client_release(c);
         return luaL_error(L, "not enough memory");
     }
@@ -219,13 +229,88 @@ static int fill_request(vc_transfer *x, const char *action, const vc_client *c,
            vc_buffer_add(b, "}", 1);
 }
 
-int vc_client_call(lua_State *L, int client_idx, const char *path, const char *action,
-                   const char *payload_key, const char *response_key) {
-    vc_client *c = vc_client_check(L, client_idx);
-    const char *json, *url;
-    size_t json_len;
-    vc_transfer *x;
+/* The thread runs a task of this client (its scheduler keeps them in the
+ * client's user value) and may yield here. */
+static int in_task(lua_State *L, int client_idx) {
+    int task;
+    if (!lua_isyieldable(L)) return 0;
+    if (lua_getiuservalue(L, client_idx, UV_TASKS) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushthread(L);
+    task = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    return task;
+}
 
+/* What a task yields: (WAIT_SLOT) while max_in_flight requests are on the
+ * wire, (WAIT_TRANSFER, x) while its request x is. */
+static char wait_slot, wait_transfer;
+
+static int call_receive(lua_State *L, int status, lua_KContext ctx);
+
+/* Stack: ..., json, url, client. Sends as soon as the transport has room. */
+static int call_send(lua_State *L, int status, lua_KContext ctx) {
+    const vc_call *call = (const vc_call *)ctx;
+    int client_idx = lua_gettop(L), task;
+    vc_client *c = vc_client_check(L, client_idx);   /* raises if closed while waiting */
+    vc_transfer *x;
+    (void)status;
+    task = in_task(L, client_idx);
+    while (vc_transport_full(&c->transport)) {
+        if (task) {
+            lua_pushlightuserdata(L, &wait_slot);
+            return lua_yieldk(L, 1, ctx, call_send);
+        }
+        vc_transport_drive(&c->transport, 1.0);
+    }
+    /* No Lua call from here until the request is on its way: nothing can
+     * raise while the body holding the key is being built. */
+    x = vc_transport_acquire(&c->transport);
+    if (x && fill_request(x, call->action, c, call->payload_key,
+                          lua_tostring(L, client_idx - 2), lua_rawlen(L, client_idx - 2))) {
+        vc_transport_recycle(x);
+        x = NULL;
+    }
+    if (!x) return vc_fail(L, "network", NULL, "not enough memory for a request");
+    x->call = call;
+    x->stack_top = client_idx;
+    vc_transport_start(&c->transport, x, lua_tostring(L, client_idx - 1));
+    if (task && !x->done) {
+        x->in_task = 1;
+        lua_pushlightuserdata(L, &wait_transfer);   /* resumed by the scheduler once x is done */
+        lua_pushlightuserdata(L, x);
+        return lua_yieldk(L, 2, (lua_KContext)x, call_receive);
+    }
+    vc_transport_wait(&c->transport, x);
+    return call_receive(L, LUA_OK, (lua_KContext)x);
+}
+
+/* Stack: ..., json, url, client; x is done (or we were resumed early). */
+static int call_receive(lua_State *L, int status, lua_KContext ctx) {
+    vc_transfer *x = (vc_transfer *)ctx;
+    vc_client *c;
+    const vc_call *call;
+    int r;
+    (void)status;
+    lua_settop(L, x->stack_top);   /* whatever the resume passed is not ours */
+    c = vc_client_check(L, -1);    /* closed meanwhile: x is gone, raise */
+    if (!x->done) {                /* resumed by someone else: wait on */
+        lua_pushlightuserdata(L, &wait_transfer);
+        lua_pushlightuserdata(L, x);
+        return lua_yieldk(L, 2, ctx, call_receive);
+    }
+    call = x->call;
+    /* x stays busy while its answer is read: a finalizer's call made
+     * during decoding gets another transfer, not this one */
+    r = vc_response_decode(L, c, x, call->response_key);
+    vc_transport_recycle(x);
+    return r ? r : call->finish(L, call);
+}
+
+int vc_client_call(lua_State *L, int client_idx, const vc_call *call) {
+    vc_client *c = vc_client_check(L, client_idx);
     lua_pushvalue(L, VC_ENCODE);
     lua_insert(L, -2);
     lua_call(L, 1, 2);             /* cjson.safe: json, or nil and a message */
@@ -233,33 +318,32 @@ int vc_client_call(lua_State *L, int client_idx, const char *path, const char *a
         return vc_fail(L, "invalid", NULL, "the request cannot be encoded: %s",
                        lua_tostring(L, -1));
     lua_pop(L, 1);
-    json = lua_tolstring(L, -1, &json_len);
-    url = lua_pushfstring(L, "%s%s", c->endpoint, path);
-
-    /* No Lua call from here until the transfer is recycled: nothing can
-     * raise while the body holding the key is in flight. */
-    x = vc_transport_acquire(&c->transport);
-    if (!x) return vc_fail(L, "network", NULL, "not enough memory for a request");
-    if (fill_request(x, action, c, payload_key, json, json_len)) {
-        vc_transport_recycle(x);
-        return vc_fail(L, "network", NULL, "not enough memory for a request");
-    }
-    vc_transport_run(&c->transport, x, url);
-    vc_transport_recycle(x);
-    return vc_response_decode(L, c, x, response_key);
+    lua_pushfstring(L, "%s%s", c->endpoint, call->path);
+    lua_pushvalue(L, client_idx);
+    return call_send(L, LUA_OK, (lua_KContext)call);
 }
+
+/* finish: the job in the response, as a Job of the client at index 1. */
+static int finish_job(lua_State *L, const vc_call *call) {
+    int r;
+    if ((r = vc_response_table(L, call->response_key, "job"))) return r;
+    vc_job_push(L, 1, -1);
+    return 1;
+}
+
+static const vc_call create_job_call = {
+    VC_PATH_JOB, "CreateJob", "createJobRequest", "createJobResponse", finish_job
+};
+static const vc_call get_job_call = {
+    VC_PATH_JOB, "GetJob", "getJobRequest", "getJobResponse", finish_job
+};
 
 static int client_create_job(lua_State *L) {
     int r;
     vc_client_check(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     if ((r = vc_request_create_job(L, 2)) != 1) return r;
-    if ((r = vc_client_call(L, 1, VC_PATH_JOB, "CreateJob", "createJobRequest",
-                            "createJobResponse")) ||
-        (r = vc_response_table(L, "createJobResponse", "job")))
-        return r;
-    vc_job_push(L, 1, -1);
-    return 1;
+    return vc_client_call(L, 1, &create_job_call);
 }
 
 static int client_get_job(lua_State *L) {
@@ -267,11 +351,7 @@ static int client_get_job(lua_State *L) {
     vc_client_check(L, 1);
     luaL_checktype(L, 2, LUA_TSTRING);
     if ((r = vc_request_job_id(L, 2)) != 1) return r;
-    if ((r = vc_client_call(L, 1, VC_PATH_JOB, "GetJob", "getJobRequest", "getJobResponse")) ||
-        (r = vc_response_table(L, "getJobResponse", "job")))
-        return r;
-    vc_job_push(L, 1, -1);
-    return 1;
+    return vc_client_call(L, 1, &get_job_call);
 }
 
 /* With the root and response at the top: pushes response[key] as a list of
@@ -304,15 +384,27 @@ static int push_list(lua_State *L, int client_idx, const char *where, const char
     return 2;
 }
 
+static int finish_jobs(lua_State *L, const vc_call *call) {
+    return push_list(L, 1, call->response_key, "jobs", 1);
+}
+
+static int finish_models(lua_State *L, const vc_call *call) {
+    return push_list(L, 1, call->response_key, "models", 0);
+}
+
+static const vc_call list_jobs_call = {
+    VC_PATH_JOB, "ListJobs", "listJobsRequest", "listJobsResponse", finish_jobs
+};
+static const vc_call list_models_call = {
+    VC_PATH_MODELS, "ListModels", "listModelsRequest", "listModelsResponse", finish_models
+};
+
 static int client_list_jobs(lua_State *L) {
     int r;
     vc_client_check(L, 1);
     luaL_checktype(L, 2, LUA_TSTRING);
     if ((r = vc_request_custom_id(L, 2)) != 1) return r;
-    if ((r = vc_client_call(L, 1, VC_PATH_JOB, "ListJobs", "listJobsRequest",
-                            "listJobsResponse")))
-        return r;
-    return push_list(L, 1, "listJobsResponse", "jobs", 1);
+    return vc_client_call(L, 1, &list_jobs_call);
 }
 
 static int client_list_models(lua_State *L) {
@@ -322,13 +414,11 @@ static int client_list_models(lua_State *L) {
     luaL_optinteger(L, 3, 10);
     lua_settop(L, 3);
     if ((r = vc_request_list_models(L, 2, 3)) != 1) return r;
-    if ((r = vc_client_call(L, 1, VC_PATH_MODELS, "ListModels", "listModelsRequest",
-                            "listModelsResponse")))
-        return r;
-    return push_list(L, 1, "listModelsResponse", "models", 0);
+    return vc_client_call(L, 1, &list_models_call);
 }
 
-/* client:sleep(seconds): the pause between polls. */
+/* client:_sleep(seconds): a blocking pause (voiceclone/tasks.lua makes
+ * client:sleep yield instead inside a task). */
 static int client_sleep(lua_State *L) {
     double seconds = luaL_checknumber(L, 2);
     struct timespec left;
@@ -338,6 +428,65 @@ static int client_sleep(lua_State *L) {
     left.tv_nsec = (long)((seconds - (double)left.tv_sec) * 1e9);
     while (nanosleep(&left, &left) != 0 && errno == EINTR) {}
     return 0;
+}
+
+/* ---- what the scheduler (voiceclone/tasks.lua) needs ------------------- */
+
+/* client:_tasks(): the table of this client's tasks, made on first use. */
+static int client_tasks(lua_State *L) {
+    vc_client_check(L, 1);
+    if (lua_getiuservalue(L, 1, UV_TASKS) != LUA_TTABLE) {
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, UV_TASKS);
+    }
+    return 1;
+}
+
+/* client:_drive(wait): advances the transfers, waiting up to `wait` seconds
+ * for something to happen; returns the transfers tasks wait on that ended
+ * (as the light userdata the tasks yielded), and the free places. */
+static int client_drive(lua_State *L) {
+    vc_client *c = vc_client_check(L, 1);
+    double wait = luaL_optnumber(L, 2, 0);
+    vc_transfer *x;
+    int n = 0;
+    vc_transport_drive(&c->transport, wait);
+    lua_newtable(L);
+    for (x = c->transport.transfers; x; x = x->next) {
+        if (x->busy && x->in_task && x->done && !x->reported) {
+            x->reported = 1;
+            lua_pushlightuserdata(L, x);
+            lua_rawseti(L, -2, ++n);
+        }
+    }
+    lua_pushinteger(L, c->transport.max_in_flight - c->transport.in_flight);
+    return 2;
+}
+
+/* client:_timer(): seconds until libcurl wants to act, or nil. */
+static int client_timer(lua_State *L) {
+    vc_client *c = vc_client_check(L, 1);
+    double due = c->transport.timer_due;
+    if (due < 0) return 0;
+    due -= vc_now();
+    lua_pushnumber(L, due > 0 ? due : 0);
+    return 1;
+}
+
+/* client:sockets(): what an outside event loop should watch, as
+ * { [fd] = "r" | "w" | "rw" }; call client:step() when one is ready. */
+static int client_sockets(lua_State *L) {
+    vc_client *c = vc_client_check(L, 1);
+    int i;
+    lua_createtable(L, 0, c->transport.nsockets);
+    for (i = 0; i < c->transport.nsockets; i++) {
+        short events = c->transport.sockets[i].events;
+        if (!events) continue;
+        lua_pushstring(L, events == (POLLIN | POLLOUT) ? "rw" : events == POLLIN ? "r" : "w");
+        lua_rawseti(L, -2, c->transport.sockets[i].fd);
+    }
+    return 1;
 }
 
 static int client_close(lua_State *L) {
@@ -376,7 +525,11 @@ static const luaL_Reg client_methods[] = {
     {"get_job", client_get_job},
     {"list_jobs", client_list_jobs},
     {"list_models", client_list_models},
-    {"sleep", client_sleep},
+    {"_sleep", client_sleep},
+    {"_tasks", client_tasks},
+    {"_drive", client_drive},
+    {"_timer", client_timer},
+    {"sockets", client_sockets},
     {"endpoint", client_endpoint},
     {"is_open", client_is_open},
     {"close", client_close},
@@ -402,4 +555,8 @@ void vc_client_open(lua_State *L) {
     lua_pushvalue(L, module);
     vc_setfuncs(L, client_functions, upvalues);
     lua_pop(L, 1);
+    lua_pushlightuserdata(L, &wait_slot);
+    lua_setfield(L, module, "WAIT_SLOT");
+    lua_pushlightuserdata(L, &wait_transfer);
+    lua_setfield(L, module, "WAIT_TRANSFER");
 }

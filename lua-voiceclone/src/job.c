@@ -83,6 +83,20 @@ static int job_is_final(lua_State *L) {
     return 1;
 }
 
+/* finish of refresh: the job at index 1 takes the answer's data. */
+static int finish_refresh(lua_State *L, const vc_call *call) {
+    int r;
+    if ((r = vc_response_table(L, call->response_key, "job"))) return r;
+    selectors_to_lua(L, lua_gettop(L));
+    lua_setiuservalue(L, 1, UV_DATA);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static const vc_call refresh_call = {
+    VC_PATH_JOB, "GetJob", "getJobRequest", "getJobResponse", finish_refresh
+};
+
 /* job:refresh(): GetJob, and the job's fields updated in place. */
 static int job_refresh(lua_State *L) {
     int r;
@@ -95,13 +109,7 @@ static int job_refresh(lua_State *L) {
     lua_getfield(L, -1, "id");
     lua_remove(L, -2);
     if ((r = vc_request_job_id(L, 3)) != 1) return r;
-    if ((r = vc_client_call(L, 2, VC_PATH_JOB, "GetJob", "getJobRequest", "getJobResponse")) ||
-        (r = vc_response_table(L, "getJobResponse", "job")))
-        return r;
-    selectors_to_lua(L, lua_gettop(L));
-    lua_setiuservalue(L, 1, UV_DATA);
-    lua_settop(L, 1);
-    return 1;
+    return vc_client_call(L, 2, &refresh_call);
 }
 
 /* Pushes destination/name, the file's path in its repository. */

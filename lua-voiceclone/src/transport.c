@@ -1,17 +1,33 @@
 /*
- * The HTTP transport: libcurl's multi interface, one per client, so every
- * request of a client shares one connection cache (keep-alive, and HTTP/2
- * multiplexing where the server offers it).
+ * The HTTP transport: one libcurl multi handle per client, driven through
+ * curl_multi_socket_action. Every request of a client shares its connection
+ * cache (keep-alive, and HTTP/2 multiplexing where the server offers it),
+ * up to max_in_flight at once.
+ *
+ * libcurl tells us which sockets to watch and when its next timeout is due
+ * (on_socket, on_timer); vc_transport_drive polls exactly those, so the same
+ * loop serves a blocking call, many tasks, and an outside event loop.
  *
  * Nothing here touches Lua: callbacks only copy bytes into C buffers, so a
  * Lua error can never cross libcurl's frames.
  */
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "vc.h"
 
 /* A body larger than this is not an answer of this API: stop reading. */
 #define VC_MAX_RESPONSE (16u * 1024u * 1024u)
+
+double vc_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- buffers ----------------------------------------------------------- */
 
 int vc_buffer_add(vc_buffer *b, const char *s, size_t n) {
     if (n > b->cap - b->len) {
@@ -46,6 +62,55 @@ void vc_buffer_free(vc_buffer *b) {
     b->cap = 0;
 }
 
+/* ---- the sockets and the timer libcurl asks for ------------------------ */
+
+static int grow_sockets(vc_transport *t) {
+    int cap = t->sockets_cap ? t->sockets_cap * 2 : 16;
+    struct pollfd *sockets = realloc(t->sockets, (size_t)cap * sizeof *sockets);
+    struct pollfd *ready;
+    if (!sockets) return -1;
+    t->sockets = sockets;
+    ready = realloc(t->ready, (size_t)cap * sizeof *ready);
+    if (!ready) return -1;
+    t->ready = ready;
+    t->sockets_cap = cap;
+    return 0;
+}
+
+/* socketp is the socket's index + 1 in t->sockets (0: not watched yet). */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
+    vc_transport *t = userp;
+    intptr_t slot = (intptr_t)socketp;
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (slot > 0 && slot <= t->nsockets) {
+            t->sockets[slot - 1] = t->sockets[--t->nsockets];   /* the last one moves in */
+            if (slot - 1 < t->nsockets)
+                curl_multi_assign(t->multi, t->sockets[slot - 1].fd, (void *)slot);
+        }
+        return 0;
+    }
+    if (slot == 0) {
+        if (t->nsockets == t->sockets_cap && grow_sockets(t) != 0) return -1;
+        slot = ++t->nsockets;
+        t->sockets[slot - 1].fd = s;
+        curl_multi_assign(t->multi, s, (void *)slot);
+    }
+    t->sockets[slot - 1].events = (short)((what & CURL_POLL_IN ? POLLIN : 0) |
+                                          (what & CURL_POLL_OUT ? POLLOUT : 0));
+    t->sockets[slot - 1].revents = 0;
+    return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
+    vc_transport *t = userp;
+    (void)multi;
+    t->timer_due = timeout_ms < 0 ? -1 : vc_now() + (double)timeout_ms / 1000.0;
+    return 0;
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
 static void global_init_once(void) {
     /* Process-wide and not thread-safe before 7.84: done once, never undone
      * (a finalizer must not pull libcurl from under another user of it). */
@@ -56,7 +121,8 @@ static void global_init_once(void) {
     }
 }
 
-int vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms) {
+int vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms,
+                      int max_in_flight) {
     static const char *const headers[] = {
         "Content-Type: application/json",
         "Accept: application/json",
@@ -66,8 +132,17 @@ int vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms)
     global_init_once();
     t->timeout_ms = timeout_ms;
     t->connect_timeout_ms = connect_timeout_ms;
+    t->max_in_flight = max_in_flight;
+    t->timer_due = -1;
     t->multi = curl_multi_init();
     if (!t->multi) return -1;
+    curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
+    curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
+    /* as many connections as requests in flight, and all kept for reuse */
+    curl_multi_setopt(t->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_in_flight);
+    curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, (long)max_in_flight);
     for (i = 0; i < sizeof headers / sizeof *headers; i++) {
         struct curl_slist *h = curl_slist_append(t->headers, headers[i]);
         if (!h) return -1;
@@ -81,7 +156,7 @@ void vc_transport_release(vc_transport *t) {
         vc_transfer *x = t->transfers;
         t->transfers = x->next;
         if (x->easy) {
-            if (t->multi) curl_multi_remove_handle(t->multi, x->easy);
+            if (x->in_multi) curl_multi_remove_handle(t->multi, x->easy);
             curl_easy_cleanup(x->easy);
         }
         vc_buffer_free(&x->request);
@@ -92,7 +167,14 @@ void vc_transport_release(vc_transport *t) {
     t->multi = NULL;
     curl_slist_free_all(t->headers);
     t->headers = NULL;
+    free(t->sockets);
+    free(t->ready);
+    t->sockets = t->ready = NULL;
+    t->nsockets = t->sockets_cap = 0;
+    t->in_flight = 0;
 }
+
+/* ---- transfers --------------------------------------------------------- */
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
     vc_transfer *x = userdata;
@@ -104,8 +186,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
     return vc_buffer_add(&x->response, data, n) == 0 ? n : 0;
 }
 
+/* max_in_flight requests are on the wire: wait for one to end. */
+int vc_transport_full(const vc_transport *t) {
+    return t->in_flight >= t->max_in_flight;
+}
+
+/* An idle transfer, or NULL when the transport is full or memory ran out. */
 vc_transfer *vc_transport_acquire(vc_transport *t) {
     vc_transfer *x = t->transfers;
+    if (vc_transport_full(t)) return NULL;
     while (x && x->busy) x = x->next;
     if (!x) {
         x = calloc(1, sizeof *x);
@@ -123,7 +212,7 @@ vc_transfer *vc_transport_acquire(vc_transport *t) {
     x->errbuf[0] = '\0';
     x->result = CURLE_OK;
     x->status = 0;
-    x->done = x->too_large = 0;
+    x->done = x->too_large = x->in_task = x->reported = 0;
     return x;
 }
 
@@ -133,30 +222,30 @@ void vc_transport_recycle(vc_transfer *x) {
     x->busy = 0;
 }
 
-static void collect_finished(vc_transport *t) {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(t->multi, &left))) {
-        vc_transfer *x;
-        if (msg->msg != CURLMSG_DONE) continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-        x->result = msg->data.result;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &x->status);
-        x->done = 1;
-    }
+int vc_transport_owns(const vc_transport *t, const vc_transfer *x) {
+    const vc_transfer *y;
+    for (y = t->transfers; y; y = y->next)
+        if (y == x) return 1;
+    return 0;
 }
 
-/* Performs x to completion; x->result, x->status and x->response say how
- * it went. The request body must already be in x->request. */
-void vc_transport_run(vc_transport *t, vc_transfer *x, const char *url) {
+static void finished(vc_transfer *x, CURLcode result) {
+    x->result = result;
+    x->done = 1;
+    /* NUL-terminated, so the body can be read as a C string */
+    if (vc_buffer_add(&x->response, "", 1) == 0) x->response.len--;
+    else if (x->result == CURLE_OK) x->result = CURLE_OUT_OF_MEMORY;
+}
+
+/* Starts x, whose body is already in x->request; x->done once it ended. */
+void vc_transport_start(vc_transport *t, vc_transfer *x, const char *url) {
     CURL *e = x->easy;
-    CURLMcode mc;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->request.data);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->request.len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-voiceclone/0.1");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-voiceclone/" VC_VERSION);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
@@ -166,27 +255,60 @@ void vc_transport_run(vc_transport *t, vc_transfer *x, const char *url) {
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);     /* never SIGALRM a host */
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);      /* prefer multiplexing */
-
-    mc = curl_multi_add_handle(t->multi, e);
-    if (mc != CURLM_OK) {
-        x->result = CURLE_FAILED_INIT;
-        x->done = 1;
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);      /* wait to multiplex, not a new connection */
+    if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
+        finished(x, CURLE_FAILED_INIT);
         return;
     }
-    while (!x->done) {
-        int running = 0;
-        mc = curl_multi_perform(t->multi, &running);
-        collect_finished(t);
-        if (x->done || mc != CURLM_OK) break;
-        curl_multi_poll(t->multi, NULL, 0, 1000, NULL);
+    x->in_multi = 1;
+    t->in_flight++;
+}
+
+static void collect_finished(vc_transport *t) {
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(t->multi, &left))) {
+        vc_transfer *x;
+        if (msg->msg != CURLMSG_DONE) continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &x->status);
+        finished(x, msg->data.result);
+        /* back to the connection cache at once, for the next request */
+        curl_multi_remove_handle(t->multi, x->easy);
+        x->in_multi = 0;
+        t->in_flight--;
     }
-    if (!x->done) {   /* the multi handle itself failed */
-        x->result = CURLE_FAILED_INIT;
-        x->done = 1;
+}
+
+/* Waits up to `wait` seconds for a watched socket or libcurl's timer, then
+ * lets libcurl act on what is ready. Transfers that ended are marked done. */
+void vc_transport_drive(vc_transport *t, double wait) {
+    int i, nready = 0, running, timeout_ms;
+    if (t->timer_due >= 0) {
+        double until = t->timer_due - vc_now();
+        if (until < wait) wait = until > 0 ? until : 0;
     }
-    /* NUL-terminated, so the body can be read as a C string */
-    if (vc_buffer_add(&x->response, "", 1) == 0) x->response.len--;
-    else if (x->result == CURLE_OK) x->result = CURLE_OUT_OF_MEMORY;
-    curl_multi_remove_handle(t->multi, e);
+    timeout_ms = wait > 0 ? (int)ceil(wait * 1000) : 0;
+    if (poll(t->sockets, (nfds_t)t->nsockets, timeout_ms) > 0) {
+        /* acting on a socket may change t->sockets: act on a copy */
+        for (i = 0; i < t->nsockets; i++)
+            if (t->sockets[i].revents) t->ready[nready++] = t->sockets[i];
+        for (i = 0; i < nready; i++) {
+            short r = t->ready[i].revents;
+            int mask = (r & (POLLIN | POLLHUP) ? CURL_CSELECT_IN : 0) |
+                       (r & POLLOUT ? CURL_CSELECT_OUT : 0) |
+                       (r & (POLLERR | POLLNVAL) ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(t->multi, t->ready[i].fd, mask, &running);
+        }
+    }
+    if (t->timer_due >= 0 && vc_now() >= t->timer_due) {
+        t->timer_due = -1;   /* libcurl sets a new one if it needs it */
+        curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    collect_finished(t);
+}
+
+/* Drives until x is done: a blocking call. */
+void vc_transport_wait(vc_transport *t, vc_transfer *x) {
+    while (!x->done) vc_transport_drive(t, 1.0);
 }

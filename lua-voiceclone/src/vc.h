@@ -12,6 +12,7 @@
 #ifndef VC_H
 #define VC_H
 
+#include <poll.h>
 #include <stddef.h>
 #include <curl/curl.h>
 #include <lua.h>
@@ -19,6 +20,8 @@
 
 /* Only luaopen_voiceclone_core leaves the library (-fvisibility=hidden). */
 #define VC_EXPORT __attribute__((visibility("default")))
+
+#define VC_VERSION "0.2.0"
 
 #define VC_CLIENT "voiceclone.Client"
 #define VC_JOB    "voiceclone.Job"
@@ -52,7 +55,11 @@ typedef struct vc_transfer {
     char errbuf[CURL_ERROR_SIZE];
     CURLcode result;
     long status;
-    int busy, done, too_large;
+    int busy;                    /* handed out, not yet recycled */
+    int in_multi, done, too_large;
+    int in_task, reported;       /* a task waits on it; the task was told */
+    const struct vc_call *call;  /* what to make of the answer */
+    int stack_top;               /* the calling function's stack while it waits */
     struct vc_transfer *next;
 } vc_transfer;
 
@@ -61,16 +68,27 @@ typedef struct vc_transfer {
 typedef struct vc_transport {
     CURLM *multi;
     struct curl_slist *headers;
-    vc_transfer *transfers;      /* idle ones keep their connections warm */
+    vc_transfer *transfers;      /* idle ones keep their easy handles warm */
+    int in_flight, max_in_flight; /* requests on the wire (in the multi handle) */
+    struct pollfd *sockets;      /* what libcurl wants watched */
+    struct pollfd *ready;        /* scratch: the ones poll found ready */
+    int nsockets, sockets_cap;
+    double timer_due;            /* vc_now() when libcurl wants a timeout action; -1: none */
     long timeout_ms, connect_timeout_ms;
 } vc_transport;
 
 /* transport.c */
-int  vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms);
+double vc_now(void);             /* monotonic seconds */
+int  vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms,
+                       int max_in_flight);
 void vc_transport_release(vc_transport *t);
+int  vc_transport_full(const vc_transport *t);
 vc_transfer *vc_transport_acquire(vc_transport *t);
-void vc_transport_recycle(vc_transfer *x);   /* x->response stays readable */
-void vc_transport_run(vc_transport *t, vc_transfer *x, const char *url);
+void vc_transport_recycle(vc_transfer *x);   /* its response stays readable */
+int  vc_transport_owns(const vc_transport *t, const vc_transfer *x);
+void vc_transport_start(vc_transport *t, vc_transfer *x, const char *url);
+void vc_transport_drive(vc_transport *t, double wait);
+void vc_transport_wait(vc_transport *t, vc_transfer *x);
 
 /* The client as the other files see it (client.c owns it). */
 typedef struct vc_client {
@@ -85,12 +103,19 @@ typedef struct vc_client {
 } vc_client;
 
 vc_client *vc_client_check(lua_State *L, int idx);   /* raises if closed */
-/* Sends {"action":action, credentials, <payload_key>: <payload at top>}
- * to endpoint..path and pops the payload. Returns 0 with the decoded body
- * and its object under response_key pushed, or 2 with nil and an error. */
-int vc_client_call(lua_State *L, int client_idx, const char *path,
-                   const char *action, const char *payload_key,
-                   const char *response_key);
+
+/* One API call: where it goes, and how its answer becomes results. finish
+ * runs with the decoded body and its response object at the top of the
+ * calling function's own stack, and returns the number of results. */
+typedef struct vc_call {
+    const char *path, *action, *payload_key, *response_key;
+    int (*finish)(lua_State *L, const struct vc_call *call);
+} vc_call;
+
+/* Sends {"action":..., credentials, <payload_key>: <payload at top>}. Outside
+ * a task it blocks; inside one it yields until the answer is in. Returns
+ * what call->finish returns, or nil and an error. */
+int vc_client_call(lua_State *L, int client_idx, const vc_call *call);
 void vc_client_scrub(lua_State *L, const vc_client *c);   /* top string */
 
 /* error.c */

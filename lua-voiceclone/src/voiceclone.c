@@ -5,8 +5,6 @@
 #include <time.h>
 #include "vc.h"
 
-#define VC_VERSION "0.1.0"
-
 /* Registers funcs into the table at the top, each with copies of the three
  * shared upvalues found at stack index base. */
 void vc_setfuncs(lua_State *L, const luaL_Reg *funcs, int base) {

@@ -10,6 +10,7 @@
 local core = require "voiceclone.core"
 require "voiceclone.client"   -- task helpers on Client
 require "voiceclone.job"      -- wait and friends on Job
+require "voiceclone.tasks"    -- spawn, step, run on Client
 
 local voiceclone = {
   _VERSION = core._VERSION,
