@@ -6,7 +6,7 @@ CC       ?= cc
 BUSTED   ?= $(LUA) /usr/bin/busted
 
 PKG_CFLAGS := $(shell pkg-config --cflags lua5.4 libcurl 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null) -lm
 WARNINGS   := -Wall -Wextra -Werror
 CFLAGS     ?= -O2 -g
 ALL_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden \
@@ -19,6 +19,7 @@ SOURCES := $(wildcard lua-voiceclone/src/*.c)
 HEADERS := $(wildcard lua-voiceclone/src/*.h)
 CORE      := build/voiceclone/core.so
 CORE_ASAN := build-asan/voiceclone/core.so
+EMBED     := build/embed-host
 SANITIZE  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 .PHONY: all build bootstrap test test-asan demo bench rock clean
@@ -28,11 +29,18 @@ all: build
 bootstrap:
 	@scripts/bootstrap
 
-build: $(CORE)
+build: $(CORE) $(EMBED)
 
 $(CORE): $(SOURCES) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $(SOURCES) $(ALL_LDFLAGS) $(PKG_LIBS)
+
+# The embedding example: Lua and the C core linked into one program.
+$(EMBED): lua-voiceclone/examples/embed/host.c $(SOURCES) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARNINGS) $(CFLAGS) $(PKG_CFLAGS) -o $@ \
+	    lua-voiceclone/examples/embed/host.c $(SOURCES) \
+	    $$(pkg-config --libs lua5.4 libcurl) -lm
 
 $(CORE_ASAN): $(SOURCES) $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -46,7 +54,7 @@ test: bootstrap
 
 # Lua itself is not instrumented: the sanitizer runtimes are preloaded.
 test-asan: bootstrap
-	@$(MAKE) --no-print-directory $(CORE_ASAN)
+	@$(MAKE) --no-print-directory build $(CORE_ASAN)
 	@VOICECLONE_CPATH="build-asan/?.so" \
 	 VOICECLONE_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	 scripts/run-specs

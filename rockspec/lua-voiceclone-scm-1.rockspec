@@ -37,7 +37,7 @@ build = {
         "lua-voiceclone/src/voiceclone.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl" },
+      libraries = { "curl", "m" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },

@@ -1,0 +1,34 @@
+-- The embedding example (lua-voiceclone/examples/embed): a C host with Lua
+-- and the C core linked in, stepping the client once a frame at 60 fps.
+local helpers = require "support.helpers"
+
+describe("the embedding example", function()
+  local sandbox
+
+  lazy_setup(function() sandbox = helpers.start_sandbox() end)
+  lazy_teardown(function() sandbox.stop() end)
+
+  it("voices 200 lines while its 60 fps loop keeps running, with no .so on disk", function()
+    local out = helpers.tmpname()
+    local before = helpers.last_seq(sandbox)
+    -- LUA_CPATH points nowhere near build/: the core can only come from the host itself
+    local ok = helpers.run(("LUA_PATH='lua-voiceclone/?.lua;lua-voiceclone/?/init.lua;;' "
+      .. "LUA_CPATH='/usr/lib/x86_64-linux-gnu/lua/5.4/?.so' build/embed-host "
+      .. "lua-voiceclone/examples/embed/game.lua %s %s %s 200 60 >'%s' 2>&1")
+      :format(sandbox.url, helpers.SECRET_ID, helpers.SECRET_KEY, out))
+    local report = helpers.read_file(out)
+    os.remove(out)
+    print(report)
+    assert.is_true(ok, report)
+    assert.matches("jobs completed 200, failed 0, unfinished 0", report)
+    local frames = tonumber(report:match("(%d+) frames"))
+    assert.is_true(frames > 1)
+    assert.is_number(tonumber(report:match("worst frame ([%d.]+) ms")))
+
+    local creates = 0
+    for _, request in ipairs(helpers.requests(sandbox, before)) do
+      if request.json.action == "CreateJob" then creates = creates + 1 end
+    end
+    assert.equal(200, creates)
+  end)
+end)
