@@ -18,7 +18,8 @@
 #define DEFAULT_MAX_IN_FLIGHT    64
 #define MAX_IN_FLIGHT_LIMIT      4096
 
-#define UV_TASKS 1   /* the scheduler's table of tasks (voiceclone/tasks.lua) */
+#define UV_TASKS        1   /* the scheduler's table of tasks (voiceclone/tasks.lua) */
+#define UV_REPOSITORIES 2   /* new's repositories option: where downloads come from */
 
 /* ---- strings in C memory --------------------------------------------- */
 
@@ -145,7 +146,7 @@ static double option_seconds(lua_State *L, const char *key, double fallback) {
 static int unknown_option(lua_State *L) {
     static const char *const known[] = {
         "secret_id", "secret_key", "endpoint", "timeout", "connect_timeout", "max_in_flight",
-        NULL
+        "repositories", NULL
     };
     lua_pushnil(L);
     while (lua_next(L, 1)) {
@@ -170,7 +171,7 @@ static int client_new(lua_State *L) {
     double timeout, connect_timeout, max_in_flight;
     size_t endpoint_len;
     vc_client *c;
-    int r;
+    int r, type;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     id = option_string(L, "secret_id");
@@ -179,6 +180,11 @@ static int client_new(lua_State *L) {
     timeout = option_seconds(L, "timeout", DEFAULT_TIMEOUT);
     connect_timeout = option_seconds(L, "connect_timeout", DEFAULT_CONNECT_TIMEOUT);
     max_in_flight = option_seconds(L, "max_in_flight", DEFAULT_MAX_IN_FLIGHT);
+    type = lua_getfield(L, 1, "repositories");
+    if (type != LUA_TNIL && type != LUA_TSTRING && type != LUA_TFUNCTION)
+        luaL_error(L, "bad option 'repositories' to 'new' (string or function expected, got %s)",
+                   luaL_typename(L, -1));
+    lua_pop(L, 1);
     if ((r = unknown_option(L))) return r;
     if (!id || !*id) return vc_fail(L, "invalid", "secret_id", "is required");
     if (!key || !*key) return vc_fail(L, "invalid", "secret_key", "is required");
@@ -195,9 +201,11 @@ static int client_new(lua_State *L) {
 
     /* Zeroed and with its metatable first: from here every allocation
      * hangs off the userdata, so __gc reclaims it if anything raises. */
-    c = lua_newuserdatauv(L, sizeof *c, 1);
+    c = lua_newuserdatauv(L, sizeof *c, 2);
     memset(c, 0, sizeof *c);
     luaL_setmetatable(L, VC_CLIENT);
+    lua_getfield(L, 1, "repositories");
+    lua_setiuservalue(L, -2, UV_REPOSITORIES);
 
     endpoint_len = strlen(endpoint);
     while (endpoint_len > 0 && endpoint[endpoint_len - 1] == '/') endpoint_len--;
@@ -248,6 +256,36 @@ static int in_task(lua_State *L, int client_idx) {
  * wire, (WAIT_TRANSFER, x) while its request x is. */
 static char wait_slot, wait_transfer;
 
+/* Blocks until the transport has room for one more request; inside a task
+ * returns 0 instead, for the caller to yield (WAIT_SLOT). */
+static int room_now(vc_client *c, int task) {
+    while (vc_transport_full(&c->transport)) {
+        if (task) return 0;
+        vc_transport_drive(&c->transport, 1.0);
+    }
+    return 1;
+}
+
+static int yield_slot(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+    lua_pushlightuserdata(L, &wait_slot);
+    return lua_yieldk(L, 1, ctx, k);
+}
+
+/* The scheduler resumes the task once x is done. */
+static int yield_transfer(lua_State *L, vc_transfer *x, lua_KFunction k) {
+    lua_pushlightuserdata(L, &wait_transfer);
+    lua_pushlightuserdata(L, x);
+    return lua_yieldk(L, 2, (lua_KContext)x, k);
+}
+
+/* In a continuation: back to the stack the call had when it yielded (what
+ * the resume passed is not ours); the client is at the top. Raises if the
+ * client was closed meanwhile (x is gone with it). */
+static vc_client *resumed(lua_State *L, const vc_transfer *x) {
+    lua_settop(L, x->stack_top);
+    return vc_client_check(L, -1);
+}
+
 static int call_receive(lua_State *L, int status, lua_KContext ctx);
 
 /* Stack: ..., json, url, client. Sends as soon as the transport has room. */
@@ -258,13 +296,7 @@ static int call_send(lua_State *L, int status, lua_KContext ctx) {
     vc_transfer *x;
     (void)status;
     task = in_task(L, client_idx);
-    while (vc_transport_full(&c->transport)) {
-        if (task) {
-            lua_pushlightuserdata(L, &wait_slot);
-            return lua_yieldk(L, 1, ctx, call_send);
-        }
-        vc_transport_drive(&c->transport, 1.0);
-    }
+    if (!room_now(c, task)) return yield_slot(L, ctx, call_send);
     /* No Lua call from here until the request is on its way: nothing can
      * raise while the body holding the key is being built. */
     x = vc_transport_acquire(&c->transport);
@@ -279,9 +311,7 @@ static int call_send(lua_State *L, int status, lua_KContext ctx) {
     vc_transport_start(&c->transport, x, lua_tostring(L, client_idx - 1));
     if (task && !x->done) {
         x->in_task = 1;
-        lua_pushlightuserdata(L, &wait_transfer);   /* resumed by the scheduler once x is done */
-        lua_pushlightuserdata(L, x);
-        return lua_yieldk(L, 2, (lua_KContext)x, call_receive);
+        return yield_transfer(L, x, call_receive);
     }
     vc_transport_wait(&c->transport, x);
     return call_receive(L, LUA_OK, (lua_KContext)x);
@@ -290,17 +320,11 @@ static int call_send(lua_State *L, int status, lua_KContext ctx) {
 /* Stack: ..., json, url, client; x is done (or we were resumed early). */
 static int call_receive(lua_State *L, int status, lua_KContext ctx) {
     vc_transfer *x = (vc_transfer *)ctx;
-    vc_client *c;
+    vc_client *c = resumed(L, x);
     const vc_call *call;
     int r;
     (void)status;
-    lua_settop(L, x->stack_top);   /* whatever the resume passed is not ours */
-    c = vc_client_check(L, -1);    /* closed meanwhile: x is gone, raise */
-    if (!x->done) {                /* resumed by someone else: wait on */
-        lua_pushlightuserdata(L, &wait_transfer);
-        lua_pushlightuserdata(L, x);
-        return lua_yieldk(L, 2, ctx, call_receive);
-    }
+    if (!x->done) return yield_transfer(L, x, call_receive);   /* resumed by someone else */
     call = x->call;
     /* x stays busy while its answer is read: a finalizer's call made
      * during decoding gets another transfer, not this one */
@@ -489,6 +513,85 @@ static int client_sockets(lua_State *L) {
     return 1;
 }
 
+/* ---- downloads ---------------------------------------------------------- */
+
+static int download_receive(lua_State *L, int status, lua_KContext ctx);
+
+/* client:_download(url, path): GETs url into the file path (the Lua layer
+ * gives a temporary name and renames it once this returns true). */
+static int download_send(lua_State *L, int status, lua_KContext ctx) {
+    int client_idx = lua_gettop(L), task, error;
+    vc_client *c = vc_client_check(L, client_idx);
+    vc_transfer *x;
+    (void)status;
+    (void)ctx;
+    task = in_task(L, client_idx);
+    if (!room_now(c, task)) return yield_slot(L, 0, download_send);
+    x = vc_transport_acquire(&c->transport);
+    if (!x) return vc_fail(L, "network", NULL, "not enough memory for a request");
+    x->sink = fopen(lua_tostring(L, 3), "wb");
+    if (!x->sink) {
+        error = errno;
+        vc_transport_recycle(x);
+        return vc_fail(L, "invalid", "dest", "cannot write %s: %s", lua_tostring(L, 3),
+                       strerror(error));
+    }
+    x->stack_top = client_idx;
+    vc_transport_get(&c->transport, x, lua_tostring(L, 2));
+    if (task && !x->done) {
+        x->in_task = 1;
+        return yield_transfer(L, x, download_receive);
+    }
+    vc_transport_wait(&c->transport, x);
+    return download_receive(L, LUA_OK, (lua_KContext)x);
+}
+
+/* Stack: client, url, path, client. */
+static int download_receive(lua_State *L, int status, lua_KContext ctx) {
+    vc_transfer *x = (vc_transfer *)ctx;
+    CURLcode result;
+    long http_status;
+    int write_failed;
+    (void)status;
+    resumed(L, x);
+    if (!x->done) return yield_transfer(L, x, download_receive);
+    write_failed = (fclose(x->sink) != 0) | x->write_failed;
+    x->sink = NULL;
+    result = x->result;
+    http_status = x->status;
+    if (write_failed)
+        vc_fail(L, "invalid", "dest", "cannot write %s", lua_tostring(L, 3));
+    else if (result != CURLE_OK)
+        vc_response_transport_error(L, x);
+    vc_transport_recycle(x);
+    if (write_failed || result != CURLE_OK) return 2;
+    if (http_status < 200 || http_status > 299) {
+        vc_fail(L, "http", NULL, "HTTP %d for %s", (int)http_status, lua_tostring(L, 2));
+        vc_error_set_integer(L, "status", http_status);
+        vc_error_set_boolean(L, "retryable", http_status == 408 || http_status == 429 ||
+                                              http_status >= 500);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int client_download(lua_State *L) {
+    vc_client_check(L, 1);
+    luaL_checkstring(L, 2);
+    luaL_checkstring(L, 3);
+    lua_settop(L, 3);
+    lua_pushvalue(L, 1);
+    return download_send(L, LUA_OK, 0);
+}
+
+/* client:_repositories(): the repositories option of new, or nil. */
+static int client_repositories(lua_State *L) {
+    vc_client_check(L, 1);
+    lua_getiuservalue(L, 1, UV_REPOSITORIES);
+    return 1;
+}
+
 static int client_close(lua_State *L) {
     client_release(luaL_checkudata(L, 1, VC_CLIENT));
     return 0;
@@ -526,6 +629,8 @@ static const luaL_Reg client_methods[] = {
     {"list_jobs", client_list_jobs},
     {"list_models", client_list_models},
     {"_sleep", client_sleep},
+    {"_download", client_download},
+    {"_repositories", client_repositories},
     {"_tasks", client_tasks},
     {"_drive", client_drive},
     {"_timer", client_timer},

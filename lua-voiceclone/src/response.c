@@ -174,7 +174,8 @@ static int fail_with_server_text(lua_State *L, const vc_client *c, const char *k
     return 2;
 }
 
-static int transport_failure(lua_State *L, const vc_transfer *x) {
+/* nil and a "network" or "timeout" error for a transfer libcurl failed. */
+int vc_response_transport_error(lua_State *L, const vc_transfer *x) {
     const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result);
     int timeout = x->result == CURLE_OPERATION_TIMEDOUT;
     vc_fail(L, timeout ? "timeout" : "network", NULL, "%s", why);
@@ -200,7 +201,7 @@ int vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
 
     if (x->too_large)
         return vc_fail(L, "decode", NULL, "the response body is too large for this API");
-    if (x->result != CURLE_OK) return transport_failure(L, x);
+    if (x->result != CURLE_OK) return vc_response_transport_error(L, x);
 
     lua_pushvalue(L, VC_DECODE);
     lua_pushlstring(L, body, len);

@@ -159,6 +159,7 @@ void vc_transport_release(vc_transport *t) {
             if (x->in_multi) curl_multi_remove_handle(t->multi, x->easy);
             curl_easy_cleanup(x->easy);
         }
+        if (x->sink) fclose(x->sink);   /* a download cut short: its temporary file stays */
         vc_buffer_free(&x->request);
         vc_buffer_free(&x->response);
         free(x);
@@ -179,6 +180,11 @@ void vc_transport_release(vc_transport *t) {
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
     vc_transfer *x = userdata;
     size_t n = size * nmemb;
+    if (x->sink) {   /* a download: straight to its file */
+        if (fwrite(data, 1, n, x->sink) == n) return n;
+        x->write_failed = 1;
+        return 0;
+    }
     if (x->response.len + n > VC_MAX_RESPONSE) {
         x->too_large = 1;
         return 0;   /* aborts the transfer with CURLE_WRITE_ERROR */
@@ -212,7 +218,8 @@ vc_transfer *vc_transport_acquire(vc_transport *t) {
     x->errbuf[0] = '\0';
     x->result = CURLE_OK;
     x->status = 0;
-    x->done = x->too_large = x->in_task = x->reported = 0;
+    x->done = x->too_large = x->in_task = x->reported = x->write_failed = 0;
+    x->sink = NULL;
     return x;
 }
 
@@ -237,24 +244,20 @@ static void finished(vc_transfer *x, CURLcode result) {
     else if (x->result == CURLE_OK) x->result = CURLE_OUT_OF_MEMORY;
 }
 
-/* Starts x, whose body is already in x->request; x->done once it ended. */
-void vc_transport_start(vc_transport *t, vc_transfer *x, const char *url) {
+/* Options every request shares; then the request is handed to libcurl. */
+static void start(vc_transport *t, vc_transfer *x, const char *url) {
     CURL *e = x->easy;
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->request.data);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->request.len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-voiceclone/" VC_VERSION);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, t->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);     /* never SIGALRM a host */
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);      /* wait to multiplex, not a new connection */
     if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
         finished(x, CURLE_FAILED_INIT);
@@ -262,6 +265,33 @@ void vc_transport_start(vc_transport *t, vc_transfer *x, const char *url) {
     }
     x->in_multi = 1;
     t->in_flight++;
+}
+
+/* An API call: POSTs x->request as JSON; x->done once it ended. */
+void vc_transport_start(vc_transport *t, vc_transfer *x, const char *url) {
+    CURL *e = x->easy;
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->request.data);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->request.len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 0L);
+    start(t, x, url);
+}
+
+/* A download: GETs url into x->sink. A file may take long: instead of a
+ * total time limit, it fails when nothing arrives for the client's timeout. */
+void vc_transport_get(vc_transport *t, vc_transfer *x, const char *url) {
+    CURL *e = x->easy;
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);   /* storage often redirects */
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (t->timeout_ms + 999) / 1000);
+    start(t, x, url);
 }
 
 static void collect_finished(vc_transport *t) {

@@ -14,6 +14,7 @@
 
 #include <poll.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <curl/curl.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -59,6 +60,8 @@ typedef struct vc_transfer {
     int in_multi, done, too_large;
     int in_task, reported;       /* a task waits on it; the task was told */
     const struct vc_call *call;  /* what to make of the answer */
+    FILE *sink;                  /* a download's file, else the body goes to response */
+    int write_failed;
     int stack_top;               /* the calling function's stack while it waits */
     struct vc_transfer *next;
 } vc_transfer;
@@ -86,7 +89,8 @@ int  vc_transport_full(const vc_transport *t);
 vc_transfer *vc_transport_acquire(vc_transport *t);
 void vc_transport_recycle(vc_transfer *x);   /* its response stays readable */
 int  vc_transport_owns(const vc_transport *t, const vc_transfer *x);
-void vc_transport_start(vc_transport *t, vc_transfer *x, const char *url);
+void vc_transport_start(vc_transport *t, vc_transfer *x, const char *url); /* POST x->request */
+void vc_transport_get(vc_transport *t, vc_transfer *x, const char *url);   /* GET into x->sink */
 void vc_transport_drive(vc_transport *t, double wait);
 void vc_transport_wait(vc_transport *t, vc_transfer *x);
 
@@ -138,6 +142,7 @@ int  vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
 int  vc_response_table(lua_State *L, const char *where, const char *key);
 int  vc_response_fail(lua_State *L, int root, const char *fmt, ...);
 void vc_response_normalize(lua_State *L, int idx, int depth);
+int  vc_response_transport_error(lua_State *L, const vc_transfer *x);
 int  vc_utf8_length(const char *s, size_t len);   /* -1 if invalid */
 
 /* job.c, model.c */

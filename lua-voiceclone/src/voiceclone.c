@@ -2,7 +2,9 @@
  * luaopen_voiceclone_core: the C core of lua-voiceclone. The public module
  * is the Lua one (require "voiceclone"); this one is its implementation.
  */
-#include <time.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
 #include "vc.h"
 
 /* Registers funcs into the table at the top, each with copies of the three
@@ -34,9 +36,18 @@ static void push_cjson(lua_State *L) {
 
 /* core.now(): a monotonic clock in seconds, for deadlines. */
 static int core_now(lua_State *L) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    lua_pushnumber(L, vc_now());
+    return 1;
+}
+
+/* core.fsync(file): flushes a Lua file and has the system write it to disk
+ * (a journal record must survive a crash). true, or nil and a message. */
+static int core_fsync(lua_State *L) {
+    luaL_Stream *stream = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+    if (!stream->closef) return luaL_error(L, "attempt to use a closed file");
+    if (fflush(stream->f) != 0 || fsync(fileno(stream->f)) != 0)
+        return luaL_fileresult(L, 0, NULL);
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -65,6 +76,8 @@ VC_EXPORT int luaopen_voiceclone_core(lua_State *L) {
 
     lua_pushcfunction(L, core_now);
     lua_setfield(L, -2, "now");
+    lua_pushcfunction(L, core_fsync);
+    lua_setfield(L, -2, "fsync");
     push_enum(L, states, 5);
     lua_setfield(L, -2, "state");
     push_enum(L, types, 2);

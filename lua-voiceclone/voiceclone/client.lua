@@ -154,4 +154,54 @@ function Client:models()
   end
 end
 
+-- Escapes a URL component; a path keeps its slashes.
+local function escape(s, keep)
+  return (s:gsub("[^%w%-%._~" .. (keep or "") .. "]", function(c)
+    return ("%%%02X"):format(c:byte())
+  end))
+end
+
+--- Where a file of a storage repository can be downloaded, from the client's
+-- repositories option: a template with {contentId} and {path}, or a
+-- function(contentId, path) -> url.
+function Client:repository_url(content_id, path)
+  if type(content_id) ~= "string" or type(path) ~= "string" then
+    error("bad arguments to 'repository_url' (two strings expected)", 2)
+  end
+  local repositories = self:_repositories()
+  if repositories == nil then
+    return nil, invalid("repositories", "is not set: pass repositories = template or function to new")
+  end
+  path = path:gsub("^/+", "")
+  if type(repositories) == "function" then
+    local url = repositories(content_id, path)
+    if type(url) ~= "string" then
+      return nil, invalid("repositories", "the function gave no URL for " .. content_id .. ":" .. path)
+    end
+    return url
+  end
+  return (repositories:gsub("{(%w+)}", {
+    contentId = escape(content_id),
+    path = escape(path, "/"),
+  }))
+end
+
+--- Downloads url into the file dest, streaming it to a temporary name in the
+-- same directory renamed to dest once complete: a file at dest is always
+-- whole. Yields inside a task. Returns dest, or nil and an error.
+function Client:download(url, dest)
+  if type(url) ~= "string" or type(dest) ~= "string" then
+    error("bad arguments to 'download' (url and destination strings expected)", 2)
+  end
+  local temporary = ("%s.part-%d"):format(dest, math.random(1, 1e9))
+  local ok, err = self:_download(url, temporary)
+  if ok then
+    local renamed, why = os.rename(temporary, dest)
+    if renamed then return dest end
+    err = core.error("invalid", "dest: " .. tostring(why), { field = "dest" })
+  end
+  os.remove(temporary)
+  return nil, err
+end
+
 return Client

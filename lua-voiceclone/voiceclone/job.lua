@@ -99,4 +99,21 @@ function Job:wait(options)
   end
 end
 
+--- Downloads the first output's file (see job:result()) into dest, through
+-- the client's repositories option. Returns dest, or nil and an error.
+function Job:download(dest)
+  if type(dest) ~= "string" then
+    error(("bad argument #1 to 'download' (string expected, got %s)"):format(type(dest)), 2)
+  end
+  local result = self:result()
+  if not (result and result.contentId and result.path) then
+    return nil, core.error("invalid", ("job %s has no file to download (it is %s)"):format(
+      self.id, self:status()), { field = "job", job = self })
+  end
+  local client = self:client()
+  local url, err = client:repository_url(result.contentId, result.path)
+  if not url then return nil, err end
+  return client:download(url, dest)
+end
+
 return Job
