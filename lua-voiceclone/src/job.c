@@ -1,17 +1,16 @@
 /*
- * voiceclone.Job: a job as the API describes it. Its fields read as the API
- * names them (job.id, job.state, job.outputs ...); methods come first, so a
- * field the service may add one day never hides one.
+ * voiceclone.Job: a job as the API describes it, a record (record.c): its
+ * fields read as the API names them (job.id, job.state, job.outputs ...).
  *
- * No C state: user value 1 is the client the job came from (nil for a job
- * built from a callback body without one), user value 2 its data table.
- * The Lua layer (voiceclone/job.lua) adds wait and friends to the methods.
+ * No C state: user value 1 is its data table, user value 2 the client it
+ * came from (nil for a job built from a callback body without one). The Lua
+ * layer (voiceclone/job.lua) adds wait and friends to the methods.
  */
 #include <string.h>
 #include "vc.h"
 
-#define UV_CLIENT 1
-#define UV_DATA   2
+#define UV_DATA   VC_UV_DATA
+#define UV_CLIENT 2
 
 #define STATE_COMPLETED 3
 
@@ -50,12 +49,9 @@ void vc_job_push(lua_State *L, int client_idx, int data_idx) {
     client_idx = lua_absindex(L, client_idx);
     data_idx = lua_absindex(L, data_idx);
     selectors_to_lua(L, data_idx);
-    lua_newuserdatauv(L, 0, 2);
-    luaL_setmetatable(L, VC_JOB);
+    vc_record_push(L, VC_JOB, data_idx, 1);
     lua_pushvalue(L, client_idx);
     lua_setiuservalue(L, -2, UV_CLIENT);
-    lua_pushvalue(L, data_idx);
-    lua_setiuservalue(L, -2, UV_DATA);
 }
 
 static lua_Integer job_state(lua_State *L) {
@@ -167,28 +163,6 @@ static int job_client(lua_State *L) {
     return 1;
 }
 
-/* job:totable(): the job's data as the API sent it (inputSelectors from 1). */
-static int job_totable(lua_State *L) {
-    luaL_checkudata(L, 1, VC_JOB);
-    lua_getiuservalue(L, 1, UV_DATA);
-    return 1;
-}
-
-/* __index: methods first (upvalue 1), then the job's fields. */
-static int job_index(lua_State *L) {
-    luaL_checkudata(L, 1, VC_JOB);
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-    lua_getiuservalue(L, 1, UV_DATA);
-    lua_pushvalue(L, 2);
-    lua_rawget(L, -2);
-    return 1;
-}
-
-static int job_newindex(lua_State *L) {
-    return luaL_error(L, VC_JOB " fields are read-only (field '%s')", luaL_tolstring(L, 2, NULL));
-}
-
 static int job_tostring(lua_State *L) {
     const char *status = state_name(job_state(L));
     lua_getiuservalue(L, 1, UV_DATA);
@@ -229,12 +203,10 @@ static const luaL_Reg job_methods[] = {
     {"refresh", job_refresh},
     {"result", job_result},
     {"client", job_client},
-    {"totable", job_totable},
     {NULL, NULL}
 };
 
 static const luaL_Reg job_meta[] = {
-    {"__newindex", job_newindex},
     {"__tostring", job_tostring},
     {NULL, NULL}
 };
@@ -247,15 +219,7 @@ static const luaL_Reg job_functions[] = {
 /* Stack at entry: module, encode, decode, null (the shared upvalues). */
 void vc_job_open(lua_State *L) {
     int upvalues = lua_gettop(L) - VC_UPVALUES + 1, module = upvalues - 1;
-    luaL_newmetatable(L, VC_JOB);
-    vc_setfuncs(L, job_meta, upvalues);
-    lua_newtable(L);
-    vc_setfuncs(L, job_methods, upvalues);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, module, "Job");      /* core.Job: the methods, for the Lua layer */
-    lua_pushcclosure(L, job_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    vc_record_open(L, VC_JOB, job_meta, job_methods, "Job");
     lua_pushvalue(L, module);
     vc_setfuncs(L, job_functions, upvalues);
     lua_pop(L, 1);

@@ -145,6 +145,12 @@ void vc_response_normalize(lua_State *L, int idx, int depth);
 int  vc_response_transport_error(lua_State *L, const vc_transfer *x);
 int  vc_utf8_length(const char *s, size_t len);   /* -1 if invalid */
 
+/* record.c: userdata whose fields are the API's data (user value 1) */
+#define VC_UV_DATA 1
+void vc_record_push(lua_State *L, const char *type, int data_idx, int extra);
+void vc_record_open(lua_State *L, const char *type, const luaL_Reg *meta,
+                    const luaL_Reg *methods, const char *module_field);
+
 /* job.c, model.c */
 void vc_job_open(lua_State *L);
 void vc_job_push(lua_State *L, int client_idx, int data_idx);
