@@ -17,7 +17,7 @@ description = {
 dependencies = {
   "lua >= 5.4",
   "lua-cjson",
-  -- the sandbox only: "luasocket"
+  -- the sandbox and callbacks.listen also need luasocket (Debian: lua-socket)
 }
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },

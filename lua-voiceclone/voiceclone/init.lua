@@ -47,4 +47,8 @@ function voiceclone.job_from_callback(body, client)
   return core.job_from_json(body, client)
 end
 
+--- For hosts with their own HTTP server: a function(body) -> status, reason
+-- that confirms the job with GetJob and calls on_job(job) once it is final.
+voiceclone.callback_handler = require("voiceclone.callbacks").handler
+
 return voiceclone

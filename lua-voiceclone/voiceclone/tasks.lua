@@ -136,9 +136,10 @@ function Client:on_error(handler)
   scheduler(self).on_error = handler
 end
 
-local function in_task(client)
+--- True inside one of this client's tasks, where API calls yield.
+function Client:in_task()
   local co, main = coroutine.running()
-  return not main and scheduler(client).threads[co] ~= nil
+  return not main and scheduler(self).threads[co] ~= nil
 end
 
 --- Pauses: yields inside a task (the others go on), blocks outside one.
@@ -146,7 +147,7 @@ function Client:sleep(seconds)
   if type(seconds) ~= "number" then
     error(("bad argument #1 to 'sleep' (number expected, got %s)"):format(type(seconds)), 2)
   end
-  if in_task(self) then
+  if self:in_task() then
     coroutine.yield(SLEEP, seconds)
   else
     self:_sleep(seconds)
