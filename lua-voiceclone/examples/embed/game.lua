@@ -15,7 +15,8 @@ end)
 for i = 1, tonumber(jobs) do
   client:spawn(function()
     local job = assert(client:synthesize { text = ("Line %d: the bridge is out, take the ferry."):format(i),
-                                           content_id = "game", destination = "/voice" })
+                                           content_id = "game", destination = "/voice",
+                                           custom_id = "embed-example" })
     assert(job:wait { interval = 0.25 })
     done = done + 1
   end)
