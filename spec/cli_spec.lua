@@ -97,7 +97,7 @@ describe("voiceclone", function()
         "nosuchcommand", "models --bogus", "models extra", "job", "job a b", "say",
         "say hi --content-id", "jobs", "wait", "download some-id", "convert --content-id c",
         "convert --url http://x/a.wav --source s:a.wav --content-id c", "convert --source nocolon",
-        "train --url http://x/a.wav", "wait x --timeout abc", "batch", "callbacks --port 70000",
+        "train --url http://x/a.wav", "wait x --timeout abc", "batch", "callbacks --port 70000", "callbacks --listen 127.0.0.1",
         "--json say --wait-timeout 0 hi --content-id c",
       }
       for _, args in ipairs(cases) do
@@ -271,7 +271,7 @@ describe("voiceclone", function()
       local log, marker = dir .. "/callbacks.log", dir .. "/injected"
       local exec = "printf '%s %s %s %s\\n' \"$1\" \"$2\" \"$VOICECLONE_JOB_ID\" \"$VOICECLONE_JOB_STATE\" >>"
         .. q(dir .. "/exec.log")
-      helpers.run(("cd %s && env %s lua5.4 scripts/voiceclone callbacks --port 0 --max-jobs 2 --duration 60 --out %s "
+      helpers.run(("cd %s && env %s lua5.4 scripts/voiceclone callbacks --listen 127.0.0.1:0 --max-jobs 2 --duration 60 --out %s "
         .. "--exec %s >%s 2>&1 &"):format(q(ROOT), env, q(dir .. "/jobs"), q(exec), q(log)))
       local url = helpers.wait_for("the receiver", function()
         return (helpers.read_file(log) or ""):match("listening on (http://%S+)")

@@ -922,7 +922,7 @@ end
 COMMANDS.callbacks = {
   summary = "receive the service's callbacks; act on each confirmed job",
   usage = [[
-usage: voiceclone callbacks [--port N] [--host H] [--exec CMD] [--out DIR] [options]
+usage: voiceclone callbacks [--listen HOST:PORT] [--exec CMD] [--out DIR] [options]
 
 Listens for the jobs the service POSTs to a job's callback URL. A callback
 is not signed: each is confirmed with GetJob, and only the confirmed, final
@@ -931,9 +931,10 @@ per job ("JOB_ID STATE [output]"); with --json, one JSON document per line
 ({"listening": URL}, then {"job": Job, "status": .., "file": ..}).
 
 options:
-  --host H              address to listen on (default 127.0.0.1; 0.0.0.0 to be
-                        reachable from other machines, such as the service)
-  --port N              port (default 0: a free one, printed)
+  --listen HOST:PORT    where to listen (default 127.0.0.1:0, port 0: a free one,
+                        printed); 0.0.0.0:PORT to be reachable from other machines,
+                        such as the service
+  --host H, --port N    the same, separately
   --out DIR             write DIR/<job id>.json, the confirmed job as GetJob gives it
   --exec CMD            run CMD (with sh -c) for each job, the job given as
                         arguments ($1 the id, $2 the state) and in the environment
@@ -948,10 +949,16 @@ options:
 
 ]] .. GLOBAL_USAGE,
   options = with_global {
-    host = "string", port = "integer", out = "string", exec = "string", once = "flag",
+    listen = "string", host = "string", port = "integer", out = "string", exec = "string",
+    once = "flag",
     ["max-jobs"] = "integer", duration = "number", ["max-body"] = "integer",
   },
   run = function(ctx, o)
+    if o.listen then
+      local host, port = o.listen:match("^%[?([^%]]*)%]?:(%d+)$")
+      if not host then return ctx:usage("--listen takes HOST:PORT, e.g. 127.0.0.1:8700") end
+      o.host, o.port = host ~= "" and host or nil, tonumber(port)
+    end
     if o.port and o.port > 65535 then return ctx:usage("--port must be 0..65535") end
     if o.duration == 0 then return ctx:usage("--duration must be positive") end
     if o["max-jobs"] == 0 then return ctx:usage("--max-jobs must be positive") end
