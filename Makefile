@@ -63,6 +63,14 @@ demo: bootstrap
 	@$(MAKE) --no-print-directory build
 	@scripts/demo
 
+# A benchmark, not a test: prints a table of ratios measured side by side
+# (nginx, wrk, valgrind, taskset come from scripts/bootstrap --bench); it
+# never fails on a missed target. About a minute.
+bench:
+	@scripts/bootstrap --bench
+	@$(MAKE) --no-print-directory build
+	@scripts/bench
+
 # Installs the rock into LuaRocks' tree (ROCK_TREE=dir for another one).
 # Debian keeps curl.h under the multiarch include directory, which
 # LuaRocks does not search by itself.

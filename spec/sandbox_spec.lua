@@ -956,3 +956,37 @@ describe("voiceclone sandbox", function()
     end)
   end)
 end)
+
+describe("voiceclone sandbox --audio tone", function()
+  it("completes a generate job with a valid WAV: a tone at the model's pitch", function()
+    local dir = tmpdir()
+    finally(function() sh("rm -rf " .. q(dir) .. " " .. q(dir .. ".log")) end)
+    local box = start_sandbox(dir, "--audio tone --queue-seconds 0.05 --work-seconds 0.1")
+    finally(function() stop_sandbox(box) end)
+    local created = create_job(box, {
+      inputs = { { sourceData = "one" }, { sourceData = "two" } },
+      outputs = { {
+        contentId = "tones", destination = "/load/test", inputSelectors = { 0, 1 },
+        smartContentDescriptor = { voiceCloning = { type = 1, modelName = "default" } },
+      } },
+    })
+    local job, seen = wait_job(box, created.id)
+    assert.are.equal(3, job.state, job.errorMessage)
+    assert.are.same({ 1, 2, 3 }, seen)
+    assert.is_true(tonumber(job.timing.completedAt) - tonumber(job.timing.startedAt) >= 100)
+    local name = job.outputs[1].smartContentResult.voiceCloning.voiceName
+    assert.are.equal(job.id .. ".wav", name)
+
+    local status, wav = request("GET", box.url .. "/repos/tones/load/test/" .. name)
+    assert.are.equal(200, status)
+    assert.are.equal("RIFF", wav:sub(1, 4))
+    assert.are.equal("WAVE", wav:sub(9, 12))
+    local path = dir .. "/repos/tones/load/test/" .. name
+    local seconds = soxi_duration(path)
+    assert.is_true(seconds > 0.4 and seconds < 1, "duration " .. tostring(seconds))
+    local raw = dir .. "/tone.raw"
+    assert(sh("sox " .. q(path) .. " -t raw -r 8000 -b 16 -e signed -c 1 " .. q(raw)))
+    local hz = require("voiceclone.sandbox.pitch").estimate(read_file(raw))
+    assert.is_true(math.abs(hz - 101) < 5, "pitch " .. tostring(hz))
+  end)
+end)

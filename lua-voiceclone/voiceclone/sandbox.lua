@@ -1,7 +1,8 @@
 -- voiceclone.sandbox: a local emulator of the voice cloning service
 -- (shared/voice-cloning-api.md), for the demo, the specs, benchmarks and
 -- offline development. Pure Lua over luasocket and lua-cjson; the audio is
--- real, made by espeak-ng and sox in the background.
+-- real, made by espeak-ng and sox in the background (or, with audio = "tone",
+-- for load tests: a short tone at the model's pitch, written from Lua).
 --
 --   local sandbox = require "voiceclone.sandbox"
 --   local server = assert(sandbox.new{ port = 0, data = "/tmp/vc" })
@@ -62,6 +63,7 @@ local OPTION_CHECKS = {
   secret_id = function(v) return type(v) == "string" and v ~= "" end,
   secret_key = function(v) return type(v) == "string" and v ~= "" end,
   any_credentials = function(v) return type(v) == "boolean" end,
+  audio = function(v) return v == "speech" or v == "tone" end,
   log = function(v) return type(v) == "function" end,
 }
 
@@ -92,6 +94,7 @@ function sandbox.new(opts)
     secret_id = opts.secret_id or env_or("VOICECLONE_SECRET_ID", sandbox.DEFAULT_SECRET_ID),
     secret_key = opts.secret_key or env_or("VOICECLONE_SECRET_KEY", sandbox.DEFAULT_SECRET_KEY),
     any_credentials = opts.any_credentials or false,
+    audio = opts.audio or "speech",
     log = opts.log,
     requests = {},     -- ring of { seq, json } for /_sandbox/requests
     seq = 0,
@@ -370,6 +373,7 @@ function Sandbox:start()
   self.store = jobs.new({
     data = self.data, queue_seconds = self.queue_seconds, work_seconds = self.work_seconds,
     at = function(t, fn) server:at(t, fn) end, clock = server.clock, log = self.log,
+    audio = self.audio,
     spawn = function(script, args, log) return launcher:spawn(script, args, log) end,
   })
   ok, err = self.store:load()

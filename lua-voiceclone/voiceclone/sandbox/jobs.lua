@@ -28,10 +28,12 @@ local function is_final(job) return job.state >= COMPLETED end
 local function seconds(ms_string) return (tonumber(ms_string) or 0) / 1000 end
 
 -- opts: data (absolute dir), queue_seconds, work_seconds, at(t, fn), clock(),
--- spawn(script, args, log) (background commands), log(line)
+-- spawn(script, args, log) (background commands), log(line), audio ("speech"
+-- or "tone": see sandbox/work.lua)
 function jobs.new(opts)
   return setmetatable({
     data = opts.data,
+    audio = opts.audio or "speech",
     repos = opts.data .. "/repos",
     workdir = opts.data .. "/work",
     journal_path = opts.data .. "/jobs.jsonl",
@@ -187,7 +189,7 @@ function Store:_run(job)
   self.nruns = self.nruns + 1
   local run = work.start(job, {
     repos = self.repos, workdir = self.workdir, clock = self.clock, spawn = self.spawn,
-    model = function(name) return self:model(name) end,
+    audio = self.audio, model = function(name) return self:model(name) end,
   })
   run.slot = true
   self.runs[job.id] = run

@@ -17,6 +17,13 @@
 -- An output that selects several inputs gets one segment per input (text
 -- spoken, recordings converted), concatenated in selector order. A training
 -- output's model pitch is the mean pitch of its selected recordings.
+--
+-- Audio "tone" (env.audio, the sandbox's --audio tone), for load tests: each
+-- type 1 output is a short WAV tone at the model's pitch (TONE_SECONDS per
+-- selected input), written from Lua in the event loop; no espeak-ng or sox.
+-- A job without recordings then runs no command at all (but mkdir -p, once,
+-- for a destination directory that does not exist yet); recordings are still
+-- fetched and measured by the prepare script, as they are for speech.
 local util = require "voiceclone.sandbox.util"
 
 local work = {}
@@ -30,6 +37,9 @@ local RATE = "22050"                      -- espeak-ng's rate: every segment is 
 local WATCHDOG_SECONDS = 300              -- a phase that never reports is a failed job...
 local WATCHDOG_PER_INPUT = 40             -- ...plus this per recording (curl --max-time 30)
 local TOOL_TIMEOUT = "120"                -- seconds for one sox/espeak-ng run (coreutils timeout)
+local TONE_SECONDS = 0.3                  -- of tone per selected input (--audio tone)
+local TONE_AMPLITUDE = 0.3 * 32767
+local TONE_FADE_SECONDS = 0.01            -- fade in and out: no click at either end
 
 -- The pitch estimator runs as a script in the background jobs.
 local LUA = os.getenv("VOICECLONE_LUA") or "lua5.4"
@@ -84,6 +94,42 @@ end
 
 local function failure(code, fmt, ...)
   return { ok = false, code = code, message = string.format(fmt, ...) }
+end
+
+----------------------------------------------------------------------------
+-- Tones (--audio tone)
+
+-- Every job of a model gets the same tone: the WAV bytes are made once per
+-- (pitch, segments) and kept, so a job costs one file write. Bounded: the
+-- cache is emptied when it holds TONE_CACHE_MAX tones.
+local TONE_CACHE_MAX = 64
+local tone_cache, tone_cached = {}, 0
+
+local function tone_wav(hz, segments)
+  local key = string.format("%.3f/%d", hz, segments)
+  local wav = tone_cache[key]
+  if wav then return wav end
+  local rate = tonumber(RATE)
+  local n = math.floor(rate * TONE_SECONDS * segments + 0.5)
+  local fade = math.floor(rate * TONE_FADE_SECONDS)
+  local step = 2 * math.pi * hz / rate
+  local samples, chunk, packed = {}, {}, "<" .. ("i2"):rep(1000)
+  for i = 0, n - 1 do
+    local gain = math.min(1, i / fade, (n - 1 - i) / fade)
+    chunk[#chunk + 1] = math.floor(TONE_AMPLITUDE * gain * math.sin(step * i) + 0.5)
+    if #chunk == 1000 or i == n - 1 then
+      local fmt = #chunk == 1000 and packed or "<" .. ("i2"):rep(#chunk)
+      samples[#samples + 1] = string.pack(fmt, table.unpack(chunk))
+      chunk = {}
+    end
+  end
+  local data = table.concat(samples)
+  wav = "RIFF" .. string.pack("<I4", 36 + #data) .. "WAVE"
+    .. "fmt " .. string.pack("<I4I2I2I4I4I2I2", 16, 1, 1, rate, rate * 2, 2, 16)
+    .. "data" .. string.pack("<I4", #data) .. data
+  if tone_cached >= TONE_CACHE_MAX then tone_cache, tone_cached = {}, 0 end
+  tone_cache[key], tone_cached = wav, tone_cached + 1
+  return wav
 end
 
 ----------------------------------------------------------------------------
@@ -206,6 +252,7 @@ function Run:_spawn(phase, body)
   local nrec = 0
   for _ in pairs(self.plan.recordings) do nrec = nrec + 1 end
   self.deadline = self.clock() + WATCHDOG_SECONDS + WATCHDOG_PER_INPUT * nrec
+  self.spawned = true
   self.env.spawn('exec bash "$1"', { path }, self:_file(phase, "log"))
 end
 
@@ -247,7 +294,36 @@ function Run:_after_prepare()
   for _, o in ipairs(self.plan.outputs) do
     if o.type == 1 then render = true end
   end
-  if render then self:_render() else self:_complete() end
+  if not render then
+    self:_complete()
+  elseif self.env.audio == "tone" then
+    self:_render_tones()
+  else
+    self:_render()
+  end
+end
+
+-- --audio tone: every type 1 output at once, in Lua. Each tone is written
+-- beside the work directory (DIR.o<i>.wav), whose parent always exists.
+function Run:_render_tones()
+  for i, o in ipairs(self.plan.outputs) do
+    if o.type == 1 then
+      if not util.exists(o.dir) and not util.mkdir_p(o.dir) then
+        self.result = failure("InvalidOutput", "output %d: cannot create its destination directory",
+          i - 1)
+        return
+      end
+      o.file = string.format("%s.o%d.wav", self.dir, i - 1)
+      self.tone_files[#self.tone_files + 1] = o.file
+      local ok, err = util.write_file(o.file, tone_wav(o.pitch, #o.inputs))
+      if not ok then
+        self.result = failure("GenerationFailed", "output %d: cannot write its tone: %s", i - 1,
+          tostring(err))
+        return
+      end
+    end
+  end
+  self:_complete()
 end
 
 function Run:_render()
@@ -302,7 +378,8 @@ function Run:_complete()
   local results = {}
   for i, o in ipairs(self.plan.outputs) do
     if o.type == 1 then
-      results[i] = { file = string.format("%s/o%d.wav", self.dir, i - 1), dir = o.dir, name = o.name }
+      results[i] = { file = o.file or string.format("%s/o%d.wav", self.dir, i - 1), dir = o.dir,
+                     name = o.name }
     else
       local sum, n = 0, 0
       for _, k in ipairs(o.inputs) do
@@ -321,7 +398,7 @@ end
 -- raises for a job's own faults: they become the run's result.
 function work.start(job, env)
   local run = setmetatable({
-    job = job, env = env, clock = env.clock, steps = {},
+    job = job, env = env, clock = env.clock, steps = {}, tone_files = {},
     dir = string.format("%s/%s.%s", env.workdir, job.id, util.token()),
   }, Run)
   local p, err = plan(job, env)
@@ -330,7 +407,11 @@ function work.start(job, env)
     return run
   end
   run.plan = p
-  run:_prepare()
+  if env.audio == "tone" and next(p.recordings) == nil then
+    run:_render_tones()   -- nothing to fetch or measure: no command at all
+  else
+    run:_prepare()
+  end
   return run
 end
 
@@ -358,7 +439,12 @@ function Run:poll()
 end
 
 -- Remove the work directory (in the background: a late child may still write).
+-- A run that started no command has only its tones to remove (if still there).
 function Run:cleanup()
+  if not self.spawned then
+    for _, file in ipairs(self.tone_files) do os.remove(file) end
+    return
+  end
   self.env.spawn('rm -rf -- "$1" "$1".*', { self.dir })
 end
 
