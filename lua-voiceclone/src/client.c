@@ -40,23 +40,12 @@ static char *copy_string(const char *s, size_t len) {
     return copy;
 }
 
-/* Appends s as a JSON string literal. */
+static int put_c(void *sink, const char *p, size_t n) {
+    return vc_buffer_add(sink, p, n);
+}
+
 static int add_json_string(vc_buffer *b, const char *s) {
-    static const char hex[] = "0123456789abcdef";
-    int r = vc_buffer_add(b, "\"", 1);
-    for (; *s && r == 0; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            char escaped[2] = {'\\', (char)c};
-            r = vc_buffer_add(b, escaped, 2);
-        } else if (c < 0x20) {
-            char escaped[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            r = vc_buffer_add(b, escaped, 6);
-        } else {
-            r = vc_buffer_add(b, (const char *)&c, 1);
-        }
-    }
-    return r ? r : vc_buffer_add(b, "\"", 1);
+    return vc_json_string(s, strlen(s), put_c, b);
 }
 
 /* The JSON-escaped form of s, without the quotes. */
@@ -88,8 +77,14 @@ static char *make_envelope(const char *id, const char *key, size_t *len) {
 
 /* The one release path of close, __gc and __close: idempotent, never raises. */
 static void client_release(vc_client *c) {
+    int i;
     c->open = 0;
     vc_transport_release(&c->transport);
+    for (i = 0; i < VC_ROUTES; i++) {
+        curl_url_cleanup(c->routes[i]);
+        c->routes[i] = NULL;
+        c->route_paths[i] = NULL;
+    }
     free(c->endpoint);
     free(c->secret_id);
     wipe_free(c->envelope, c->envelope_len);
@@ -216,7 +211,8 @@ static int client_new(lua_State *L) {
     c->envelope = make_envelope(id, key, &c->envelope_len);
     if (!c->endpoint || !c->secret_id || !c->secret_key || !c->secret_key_json || !c->envelope ||
         vc_transport_init(&c->transport, (long)(timeout * 1000),
-                          (long)(connect_timeout * 1000), (int)max_in_flight) != 0) {
+                          (long)(connect_timeout * 1000), (int)max_in_flight,
+                          strncmp(endpoint, "https://", 8) == 0) != 0) {
         client_release(c);
         return luaL_error(L, "not enough memory");
     }
@@ -271,60 +267,100 @@ static int yield_slot(lua_State *L, lua_KContext ctx, lua_KFunction k) {
     return lua_yieldk(L, 1, ctx, k);
 }
 
-/* The scheduler resumes the task once x is done. */
-static int yield_transfer(lua_State *L, vc_transfer *x, lua_KFunction k) {
-    lua_pushlightuserdata(L, &wait_transfer);
+/* Waiting on x: x goes on the stack above the client, and the continuation
+ * gets that slot as its context, so it can check the client before it
+ * touches x (closing a client frees its transfers). */
+static int wait_slot_of(lua_State *L, vc_transfer *x) {
     lua_pushlightuserdata(L, x);
-    return lua_yieldk(L, 2, (lua_KContext)x, k);
+    return lua_gettop(L);
 }
 
-/* In a continuation: back to the stack the call had when it yielded (what
- * the resume passed is not ours); the client is at the top. Raises if the
- * client was closed meanwhile (x is gone with it). */
-static vc_client *resumed(lua_State *L, const vc_transfer *x) {
-    lua_settop(L, x->stack_top);
-    return vc_client_check(L, -1);
+/* The scheduler resumes the task once x is done. */
+static int yield_transfer(lua_State *L, vc_transfer *x, int slot, lua_KFunction k) {
+    lua_pushlightuserdata(L, &wait_transfer);
+    lua_pushlightuserdata(L, x);
+    return lua_yieldk(L, 2, (lua_KContext)slot, k);
+}
+
+/* In a continuation: back to the stack the call had when it started waiting
+ * (what a resume passed is not ours); returns the transfer, and the client
+ * below it in *c. Raises if the client was closed meanwhile. */
+static vc_transfer *resumed(lua_State *L, int slot, vc_client **c) {
+    lua_settop(L, slot);
+    *c = vc_client_check(L, slot - 1);
+    return lua_touserdata(L, slot);
 }
 
 static int call_receive(lua_State *L, int status, lua_KContext ctx);
 
-/* Stack: ..., json, url, client. Sends as soon as the transport has room. */
+/* The parsed URL of endpoint..path, made once per path: libcurl would
+ * otherwise parse the same URL again for every request. */
+static CURLU *route(vc_client *c, const char *path) {
+    size_t i, endpoint_len = strlen(c->endpoint), path_len = strlen(path);
+    char *url;
+    CURLU *parsed;
+    for (i = 0; i < VC_ROUTES && c->route_paths[i]; i++)
+        if (c->route_paths[i] == path) return c->routes[i];
+    if (i == VC_ROUTES) return NULL;
+    url = malloc(endpoint_len + path_len + 1);
+    parsed = url ? curl_url() : NULL;
+    if (parsed) {
+        memcpy(url, c->endpoint, endpoint_len);
+        memcpy(url + endpoint_len, path, path_len + 1);
+        if (curl_url_set(parsed, CURLUPART_URL, url, 0) != CURLUE_OK) {
+            curl_url_cleanup(parsed);
+            parsed = NULL;
+        }
+    }
+    free(url);
+    if (parsed) {
+        c->routes[i] = parsed;
+        c->route_paths[i] = path;
+    }
+    return parsed;
+}
+
+/* Stack: ..., json, client. Sends as soon as the transport has room. */
 static int call_send(lua_State *L, int status, lua_KContext ctx) {
     const vc_call *call = (const vc_call *)ctx;
     int client_idx = lua_gettop(L), task;
     vc_client *c = vc_client_check(L, client_idx);   /* raises if closed while waiting */
+    CURLU *url = route(c, call->path);
     vc_transfer *x;
+    int slot;
     (void)status;
+    if (!url) return vc_fail(L, "network", NULL, "the endpoint %s%s is not a valid URL",
+                             c->endpoint, call->path);
     task = in_task(L, client_idx);
     if (!room_now(c, task)) return yield_slot(L, ctx, call_send);
     /* No Lua call from here until the request is on its way: nothing can
      * raise while the body holding the key is being built. */
     x = vc_transport_acquire(&c->transport);
     if (x && fill_request(x, call->action, c, call->payload_key,
-                          lua_tostring(L, client_idx - 2), lua_rawlen(L, client_idx - 2))) {
+                          lua_tostring(L, client_idx - 1), lua_rawlen(L, client_idx - 1))) {
         vc_transport_recycle(x);
         x = NULL;
     }
     if (!x) return vc_fail(L, "network", NULL, "not enough memory for a request");
     x->call = call;
-    x->stack_top = client_idx;
-    vc_transport_start(&c->transport, x, lua_tostring(L, client_idx - 1));
+    slot = wait_slot_of(L, x);
+    vc_transport_start(&c->transport, x, url);
     if (task && !x->done) {
         x->in_task = 1;
-        return yield_transfer(L, x, call_receive);
+        return yield_transfer(L, x, slot, call_receive);
     }
     vc_transport_wait(&c->transport, x);
-    return call_receive(L, LUA_OK, (lua_KContext)x);
+    return call_receive(L, LUA_OK, (lua_KContext)slot);
 }
 
-/* Stack: ..., json, url, client; x is done (or we were resumed early). */
+/* Stack: ..., json, client, x; x is done (or we were resumed early). */
 static int call_receive(lua_State *L, int status, lua_KContext ctx) {
-    vc_transfer *x = (vc_transfer *)ctx;
-    vc_client *c = resumed(L, x);
+    vc_client *c;
+    vc_transfer *x = resumed(L, (int)ctx, &c);
     const vc_call *call;
     int r;
     (void)status;
-    if (!x->done) return yield_transfer(L, x, call_receive);   /* resumed by someone else */
+    if (!x->done) return yield_transfer(L, x, (int)ctx, call_receive);   /* resumed early */
     call = x->call;
     /* x stays busy while its answer is read: a finalizer's call made
      * during decoding gets another transfer, not this one */
@@ -334,15 +370,16 @@ static int call_receive(lua_State *L, int status, lua_KContext ctx) {
 }
 
 int vc_client_call(lua_State *L, int client_idx, const vc_call *call) {
-    vc_client *c = vc_client_check(L, client_idx);
-    lua_pushvalue(L, VC_ENCODE);
-    lua_insert(L, -2);
-    lua_call(L, 1, 2);             /* cjson.safe: json, or nil and a message */
-    if (lua_isnil(L, -2))
-        return vc_fail(L, "invalid", NULL, "the request cannot be encoded: %s",
-                       lua_tostring(L, -1));
-    lua_pop(L, 1);
-    lua_pushfstring(L, "%s%s", c->endpoint, call->path);
+    vc_client_check(L, client_idx);
+    if (lua_type(L, -1) != LUA_TSTRING) {   /* a wire table; else JSON text already */
+        lua_pushvalue(L, VC_ENCODE);
+        lua_insert(L, -2);
+        lua_call(L, 1, 2);                   /* cjson.safe: json, or nil and a message */
+        if (lua_isnil(L, -2))
+            return vc_fail(L, "invalid", NULL, "the request cannot be encoded: %s",
+                           lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
     lua_pushvalue(L, client_idx);
     return call_send(L, LUA_OK, (lua_KContext)call);
 }
@@ -520,7 +557,7 @@ static int download_receive(lua_State *L, int status, lua_KContext ctx);
 /* client:_download(url, path): GETs url into the file path (the Lua layer
  * gives a temporary name and renames it once this returns true). */
 static int download_send(lua_State *L, int status, lua_KContext ctx) {
-    int client_idx = lua_gettop(L), task, error;
+    int client_idx = lua_gettop(L), task, error, slot;
     vc_client *c = vc_client_check(L, client_idx);
     vc_transfer *x;
     (void)status;
@@ -536,25 +573,25 @@ static int download_send(lua_State *L, int status, lua_KContext ctx) {
         return vc_fail(L, "invalid", "dest", "cannot write %s: %s", lua_tostring(L, 3),
                        strerror(error));
     }
-    x->stack_top = client_idx;
+    slot = wait_slot_of(L, x);
     vc_transport_get(&c->transport, x, lua_tostring(L, 2));
     if (task && !x->done) {
         x->in_task = 1;
-        return yield_transfer(L, x, download_receive);
+        return yield_transfer(L, x, slot, download_receive);
     }
     vc_transport_wait(&c->transport, x);
-    return download_receive(L, LUA_OK, (lua_KContext)x);
+    return download_receive(L, LUA_OK, (lua_KContext)slot);
 }
 
-/* Stack: client, url, path, client. */
+/* Stack: client, url, path, client, x. */
 static int download_receive(lua_State *L, int status, lua_KContext ctx) {
-    vc_transfer *x = (vc_transfer *)ctx;
+    vc_client *c;
+    vc_transfer *x = resumed(L, (int)ctx, &c);
     CURLcode result;
     long http_status;
     int write_failed;
     (void)status;
-    resumed(L, x);
-    if (!x->done) return yield_transfer(L, x, download_receive);
+    if (!x->done) return yield_transfer(L, x, (int)ctx, download_receive);
     write_failed = (fclose(x->sink) != 0) | x->write_failed;
     x->sink = NULL;
     result = x->result;

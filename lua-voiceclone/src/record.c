@@ -32,10 +32,29 @@ static int record_newindex(lua_State *L) {
     return luaL_error(L, "%s fields are read-only (field '%s')", lua_tostring(L, -1), field);
 }
 
-/* record:totable(): the data as the API sent it. */
+/* Pushes a deep copy of the table at idx (the API's data: a tree, no cycles,
+ * at most a few levels deep, as the decoder's depth limit guarantees). */
+static void push_copy(lua_State *L, int idx, int depth) {
+    idx = lua_absindex(L, idx);
+    luaL_checkstack(L, 4, NULL);
+    lua_createtable(L, (int)lua_rawlen(L, idx), 0);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_istable(L, -1) && depth < 64) {
+            push_copy(L, -1, depth + 1);
+            lua_replace(L, -2);
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+}
+
+/* record:totable(): a copy of the data as the API sent it, to keep or change. */
 static int record_totable(lua_State *L) {
     luaL_checktype(L, 1, LUA_TUSERDATA);
-    lua_getiuservalue(L, 1, VC_UV_DATA);
+    if (lua_getiuservalue(L, 1, VC_UV_DATA) != LUA_TTABLE) return 0;
+    push_copy(L, -1, 0);
     return 1;
 }
 

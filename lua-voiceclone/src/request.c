@@ -9,7 +9,9 @@
  * place in the caller's own table ("outputs[1].inputSelectors[2]").
  *
  * Convention: a check returns 0 when it passed, or 2 with nil and the error
- * pushed, which the caller returns as they are.
+ * pushed, which the caller returns as they are. A request is pushed as a
+ * wire table (encoded by lua-cjson), or as JSON text when it is one or two
+ * scalars.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -370,13 +372,56 @@ int vc_request_create_job(lua_State *L, int idx) {
     return (r = copy_integer(L, idx, "timeout", "", OPTIONAL, 1, LUA_MAXINTEGER, NULL)) ? r : 1;
 }
 
+/* Appends s as a JSON string literal through put: the one escaper, for the
+ * request bodies (luaL_Buffer) and the credentials (C memory, client.c). */
+int vc_json_string(const char *s, size_t len, vc_put put, void *sink) {
+    static const char hex[] = "0123456789abcdef";
+    size_t i, run = 0;
+    int r = put(sink, "\"", 1);
+    for (i = 0; i < len && r == 0; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char escaped[6] = {'\\', (char)c, 0, 0, 0, 0};
+        size_t n = 2;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;   /* copied with its run */
+        r = put(sink, s + run, i - run);
+        if (c < 0x20) {
+            escaped[1] = 'u', escaped[2] = '0', escaped[3] = '0';
+            escaped[4] = hex[c >> 4], escaped[5] = hex[c & 15];
+            n = 6;
+        }
+        if (r == 0) r = put(sink, escaped, n);
+        run = i + 1;
+    }
+    if (r == 0) r = put(sink, s + run, len - run);
+    return r ? r : put(sink, "\"", 1);
+}
+
+static int put_lua(void *sink, const char *p, size_t n) {
+    luaL_addlstring((luaL_Buffer *)sink, p, n);
+    return 0;
+}
+
+/* Pushes {"<key>":"<string at the top>"} as JSON text, replacing the string:
+ * a payload this small is written directly, not built and encoded. */
+static void push_string_payload(lua_State *L, const char *key) {
+    luaL_Buffer b;
+    size_t len;
+    const char *value = lua_tolstring(L, -1, &len);
+    luaL_buffinit(L, &b);
+    luaL_addchar(&b, '{');
+    vc_json_string(key, strlen(key), put_lua, &b);
+    luaL_addchar(&b, ':');
+    vc_json_string(value, len, put_lua, &b);
+    luaL_addchar(&b, '}');
+    luaL_pushresult(&b);
+    lua_replace(L, -2);
+}
+
 int vc_request_job_id(lua_State *L, int idx) {
     int r;
     lua_pushvalue(L, idx);
     if ((r = check_string(L, "id", REQUIRED, 0))) return r;
-    lua_createtable(L, 0, 1);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, "id");
+    push_string_payload(L, "id");
     return 1;
 }
 
@@ -384,9 +429,7 @@ int vc_request_custom_id(lua_State *L, int idx) {
     int r;
     lua_pushvalue(L, idx);
     if ((r = check_string(L, "customId", REQUIRED, CUSTOM_ID_BELOW))) return r;
-    lua_createtable(L, 0, 1);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, "customId");
+    push_string_payload(L, "customId");
     return 1;
 }
 
@@ -397,10 +440,6 @@ int vc_request_list_models(lua_State *L, int offset_idx, int limit_idx) {
     if ((r = check_integer(L, "offset", OPTIONAL, 0, LUA_MAXINTEGER, &offset))) return r;
     lua_pushvalue(L, limit_idx);
     if ((r = check_integer(L, "limit", OPTIONAL, 1, MAX_MODELS_PAGE, &limit))) return r;
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, offset);
-    lua_setfield(L, -2, "offset");
-    lua_pushinteger(L, limit);
-    lua_setfield(L, -2, "limit");
+    lua_pushfstring(L, "{\"offset\":%I,\"limit\":%I}", (LUAI_UACINT)offset, (LUAI_UACINT)limit);
     return 1;
 }

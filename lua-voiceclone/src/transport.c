@@ -122,7 +122,7 @@ static void global_init_once(void) {
 }
 
 int vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms,
-                      int max_in_flight) {
+                      int max_in_flight, int multiplex) {
     static const char *const headers[] = {
         "Content-Type: application/json",
         "Accept: application/json",
@@ -133,6 +133,7 @@ int vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms,
     t->timeout_ms = timeout_ms;
     t->connect_timeout_ms = connect_timeout_ms;
     t->max_in_flight = max_in_flight;
+    t->multiplex = multiplex;
     t->timer_due = -1;
     t->multi = curl_multi_init();
     if (!t->multi) return -1;
@@ -245,9 +246,8 @@ static void finished(vc_transfer *x, CURLcode result) {
 }
 
 /* Options every request shares; then the request is handed to libcurl. */
-static void start(vc_transport *t, vc_transfer *x, const char *url) {
+static void start(vc_transport *t, vc_transfer *x) {
     CURL *e = x->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-voiceclone/" VC_VERSION);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
@@ -258,7 +258,9 @@ static void start(vc_transport *t, vc_transfer *x, const char *url) {
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);      /* wait to multiplex, not a new connection */
+    /* Over TLS, wait for a connection that may turn out HTTP/2 and multiplex
+     * rather than open another; plain HTTP/1.1 never multiplexes. */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, (long)t->multiplex);
     if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
         finished(x, CURLE_FAILED_INIT);
         return;
@@ -268,8 +270,9 @@ static void start(vc_transport *t, vc_transfer *x, const char *url) {
 }
 
 /* An API call: POSTs x->request as JSON; x->done once it ended. */
-void vc_transport_start(vc_transport *t, vc_transfer *x, const char *url) {
+void vc_transport_start(vc_transport *t, vc_transfer *x, CURLU *url) {
     CURL *e = x->easy;
+    curl_easy_setopt(e, CURLOPT_CURLU, url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->request.data);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->request.len);
@@ -277,13 +280,15 @@ void vc_transport_start(vc_transport *t, vc_transfer *x, const char *url) {
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 0L);
-    start(t, x, url);
+    start(t, x);
 }
 
 /* A download: GETs url into x->sink. A file may take long: instead of a
  * total time limit, it fails when nothing arrives for the client's timeout. */
 void vc_transport_get(vc_transport *t, vc_transfer *x, const char *url) {
     CURL *e = x->easy;
+    curl_easy_setopt(e, CURLOPT_CURLU, NULL);          /* else it wins over CURLOPT_URL */
+    curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);   /* storage often redirects */
@@ -291,7 +296,7 @@ void vc_transport_get(vc_transport *t, vc_transfer *x, const char *url) {
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (t->timeout_ms + 999) / 1000);
-    start(t, x, url);
+    start(t, x);
 }
 
 static void collect_finished(vc_transport *t) {

@@ -62,7 +62,6 @@ typedef struct vc_transfer {
     const struct vc_call *call;  /* what to make of the answer */
     FILE *sink;                  /* a download's file, else the body goes to response */
     int write_failed;
-    int stack_top;               /* the calling function's stack while it waits */
     struct vc_transfer *next;
 } vc_transfer;
 
@@ -77,27 +76,32 @@ typedef struct vc_transport {
     struct pollfd *ready;        /* scratch: the ones poll found ready */
     int nsockets, sockets_cap;
     double timer_due;            /* vc_now() when libcurl wants a timeout action; -1: none */
+    int multiplex;               /* https: requests may share an HTTP/2 connection */
     long timeout_ms, connect_timeout_ms;
 } vc_transport;
 
 /* transport.c */
 double vc_now(void);             /* monotonic seconds */
 int  vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms,
-                       int max_in_flight);
+                       int max_in_flight, int multiplex);
 void vc_transport_release(vc_transport *t);
 int  vc_transport_full(const vc_transport *t);
 vc_transfer *vc_transport_acquire(vc_transport *t);
 void vc_transport_recycle(vc_transfer *x);   /* its response stays readable */
 int  vc_transport_owns(const vc_transport *t, const vc_transfer *x);
-void vc_transport_start(vc_transport *t, vc_transfer *x, const char *url); /* POST x->request */
+void vc_transport_start(vc_transport *t, vc_transfer *x, CURLU *url);     /* POST x->request */
 void vc_transport_get(vc_transport *t, vc_transfer *x, const char *url);   /* GET into x->sink */
 void vc_transport_drive(vc_transport *t, double wait);
 void vc_transport_wait(vc_transport *t, vc_transfer *x);
 
 /* The client as the other files see it (client.c owns it). */
+#define VC_ROUTES 2              /* the API's paths: /release/job, /release/music_model */
+
 typedef struct vc_client {
     vc_transport transport;
     char *endpoint;              /* no trailing slash */
+    CURLU *routes[VC_ROUTES];    /* endpoint + path, parsed once */
+    const char *route_paths[VC_ROUTES];
     char *secret_id;             /* as given */
     char *envelope;              /* ,"secretId":"..","secretKey":"..", JSON-escaped */
     size_t envelope_len;
@@ -130,7 +134,10 @@ void vc_error_set_string(lua_State *L, const char *key, const char *value);
 void vc_error_set_integer(lua_State *L, const char *key, lua_Integer value);
 void vc_error_set_boolean(lua_State *L, const char *key, int value);
 
-/* request.c: each returns 1 with the wire table pushed, or 2 (nil, err). */
+/* request.c: each returns 1 with the wire table (or its JSON text) pushed,
+ * or 2 (nil, err). */
+typedef int (*vc_put)(void *sink, const char *p, size_t n);   /* 0: stored */
+int vc_json_string(const char *s, size_t len, vc_put put, void *sink);
 int vc_request_create_job(lua_State *L, int idx);
 int vc_request_job_id(lua_State *L, int idx);
 int vc_request_custom_id(lua_State *L, int idx);

@@ -117,6 +117,7 @@ function Client:spawn(fn, ...)
   if type(fn) ~= "function" then
     error(("bad argument #1 to 'spawn' (function expected, got %s)"):format(type(fn)), 2)
   end
+  self:_tasks()   -- raises on a closed client
   local s = scheduler(self)
   local args = table.pack(...)
   local task = setmetatable({ done = false }, Task)
@@ -189,6 +190,7 @@ end
 --- Seconds until step() has something to do (0: now), or nil when nothing
 -- is pending: with sockets(), what an outside loop waits on.
 function Client:timeout()
+  self:_tasks()   -- raises on a closed client
   local s = scheduler(self)
   if #s.ready > 0 then return 0 end
   local wait = self:_timer()
