@@ -797,3 +797,20 @@ describe("a task", function()
     end)
   end)
 end)
+
+describe("step with a budget", function()
+  it("resumes tasks until the budget is spent and leaves the rest, in order, for the next step", function()
+    local client = assert(require("voiceclone").new { secret_id = "a", secret_key = "b",
+                                                      endpoint = "http://127.0.0.1:9" })
+    local order = {}
+    for i = 1, 5 do client:spawn(function() order[#order + 1] = i end) end
+    assert.equal(4, client:step(0))      -- a zero budget still resumes one task
+    assert.same({ 1 }, order)
+    assert.equal(0, client:timeout())    -- the others are due at once
+    assert.equal(3, client:step(0))
+    assert.same({ 1, 2 }, order)
+    assert.equal(0, client:step())       -- no budget: all the rest
+    assert.same({ 1, 2, 3, 4, 5 }, order)
+    assert.has_error(function() client:step("soon") end)
+  end)
+end)

@@ -338,7 +338,7 @@ static int call_send(lua_State *L, int status, lua_KContext ctx) {
     x = vc_transport_acquire(&c->transport);
     if (x && fill_request(x, call->action, c, call->payload_key,
                           lua_tostring(L, client_idx - 1), lua_rawlen(L, client_idx - 1))) {
-        vc_transport_recycle(x);
+        vc_transport_recycle(&c->transport, x);
         x = NULL;
     }
     if (!x) return vc_fail(L, "network", NULL, "not enough memory for a request");
@@ -365,7 +365,7 @@ static int call_receive(lua_State *L, int status, lua_KContext ctx) {
     /* x stays busy while its answer is read: a finalizer's call made
      * during decoding gets another transfer, not this one */
     r = vc_response_decode(L, c, x, call->response_key);
-    vc_transport_recycle(x);
+    vc_transport_recycle(&c->transport, x);
     return r ? r : call->finish(L, call);
 }
 
@@ -514,12 +514,9 @@ static int client_drive(lua_State *L) {
     int n = 0;
     vc_transport_drive(&c->transport, wait);
     lua_newtable(L);
-    for (x = c->transport.transfers; x; x = x->next) {
-        if (x->busy && x->in_task && x->done && !x->reported) {
-            x->reported = 1;
-            lua_pushlightuserdata(L, x);
-            lua_rawseti(L, -2, ++n);
-        }
+    for (x = vc_transport_finished(&c->transport); x; x = x->next_finished) {
+        lua_pushlightuserdata(L, x);
+        lua_rawseti(L, -2, ++n);
     }
     lua_pushinteger(L, c->transport.max_in_flight - c->transport.in_flight);
     return 2;
@@ -569,7 +566,7 @@ static int download_send(lua_State *L, int status, lua_KContext ctx) {
     x->sink = fopen(lua_tostring(L, 3), "wb");
     if (!x->sink) {
         error = errno;
-        vc_transport_recycle(x);
+        vc_transport_recycle(&c->transport, x);
         return vc_fail(L, "invalid", "dest", "cannot write %s: %s", lua_tostring(L, 3),
                        strerror(error));
     }
@@ -600,7 +597,7 @@ static int download_receive(lua_State *L, int status, lua_KContext ctx) {
         vc_fail(L, "invalid", "dest", "cannot write %s", lua_tostring(L, 3));
     else if (result != CURLE_OK)
         vc_response_transport_error(L, x);
-    vc_transport_recycle(x);
+    vc_transport_recycle(&c->transport, x);
     if (write_failed || result != CURLE_OK) return 2;
     if (http_status < 200 || http_status > 299) {
         vc_fail(L, "http", NULL, "HTTP %d for %s", (int)http_status, lua_tostring(L, 2));

@@ -169,6 +169,7 @@ void vc_transport_release(vc_transport *t) {
     t->multi = NULL;
     curl_slist_free_all(t->headers);
     t->headers = NULL;
+    t->idle = t->finished = t->finished_last = NULL;
     free(t->sockets);
     free(t->ready);
     t->sockets = t->ready = NULL;
@@ -200,10 +201,11 @@ int vc_transport_full(const vc_transport *t) {
 
 /* An idle transfer, or NULL when the transport is full or memory ran out. */
 vc_transfer *vc_transport_acquire(vc_transport *t) {
-    vc_transfer *x = t->transfers;
+    vc_transfer *x = t->idle;
     if (vc_transport_full(t)) return NULL;
-    while (x && x->busy) x = x->next;
-    if (!x) {
+    if (x) {
+        t->idle = x->next_idle;
+    } else {
         x = calloc(1, sizeof *x);
         if (!x) return NULL;
         x->easy = curl_easy_init();
@@ -211,6 +213,8 @@ vc_transfer *vc_transport_acquire(vc_transport *t) {
             free(x);
             return NULL;
         }
+        /* an API answer is small: a 16 KiB read buffer per request is waste */
+        curl_easy_setopt(x->easy, CURLOPT_BUFFERSIZE, 4096L);
         x->next = t->transfers;
         t->transfers = x;
     }
@@ -219,22 +223,25 @@ vc_transfer *vc_transport_acquire(vc_transport *t) {
     x->errbuf[0] = '\0';
     x->result = CURLE_OK;
     x->status = 0;
-    x->done = x->too_large = x->in_task = x->reported = x->write_failed = 0;
+    x->done = x->too_large = x->in_task = x->write_failed = 0;
     x->sink = NULL;
     return x;
 }
 
 /* Gives x back for the next request; its response stays readable until then. */
-void vc_transport_recycle(vc_transfer *x) {
+void vc_transport_recycle(vc_transport *t, vc_transfer *x) {
     vc_buffer_wipe(&x->request);
+    if (!x->busy) return;
     x->busy = 0;
+    x->next_idle = t->idle;
+    t->idle = x;
 }
 
-int vc_transport_owns(const vc_transport *t, const vc_transfer *x) {
-    const vc_transfer *y;
-    for (y = t->transfers; y; y = y->next)
-        if (y == x) return 1;
-    return 0;
+/* The transfers tasks wait on that ended since the last call. */
+vc_transfer *vc_transport_finished(vc_transport *t) {
+    vc_transfer *list = t->finished;
+    t->finished = t->finished_last = NULL;
+    return list;
 }
 
 static void finished(vc_transfer *x, CURLcode result) {
@@ -308,6 +315,12 @@ static void collect_finished(vc_transport *t) {
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &x->status);
         finished(x, msg->data.result);
+        if (x->in_task) {   /* kept in the order they ended */
+            x->next_finished = NULL;
+            if (t->finished) t->finished_last->next_finished = x;
+            else t->finished = x;
+            t->finished_last = x;
+        }
         /* back to the connection cache at once, for the next request */
         curl_multi_remove_handle(t->multi, x->easy);
         x->in_multi = 0;

@@ -58,8 +58,10 @@ typedef struct vc_transfer {
     long status;
     int busy;                    /* handed out, not yet recycled */
     int in_multi, done, too_large;
-    int in_task, reported;       /* a task waits on it; the task was told */
+    int in_task;                 /* a task waits on it */
     const struct vc_call *call;  /* what to make of the answer */
+    struct vc_transfer *next_idle;     /* in t->idle while not busy */
+    struct vc_transfer *next_finished; /* in t->finished: done, its task to resume */
     FILE *sink;                  /* a download's file, else the body goes to response */
     int write_failed;
     struct vc_transfer *next;
@@ -70,7 +72,10 @@ typedef struct vc_transfer {
 typedef struct vc_transport {
     CURLM *multi;
     struct curl_slist *headers;
-    vc_transfer *transfers;      /* idle ones keep their easy handles warm */
+    vc_transfer *transfers;      /* all of them; idle ones keep their easy handles warm */
+    vc_transfer *idle;           /* the ones free for the next request */
+    vc_transfer *finished;       /* tasks' transfers done since the last vc_transport_finished, */
+    vc_transfer *finished_last;  /* in the order they ended */
     int in_flight, max_in_flight; /* requests on the wire (in the multi handle) */
     struct pollfd *sockets;      /* what libcurl wants watched */
     struct pollfd *ready;        /* scratch: the ones poll found ready */
@@ -87,8 +92,8 @@ int  vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms
 void vc_transport_release(vc_transport *t);
 int  vc_transport_full(const vc_transport *t);
 vc_transfer *vc_transport_acquire(vc_transport *t);
-void vc_transport_recycle(vc_transfer *x);   /* its response stays readable */
-int  vc_transport_owns(const vc_transport *t, const vc_transfer *x);
+void vc_transport_recycle(vc_transport *t, vc_transfer *x);   /* response stays readable */
+vc_transfer *vc_transport_finished(vc_transport *t);   /* takes the list */
 void vc_transport_start(vc_transport *t, vc_transfer *x, CURLU *url);     /* POST x->request */
 void vc_transport_get(vc_transport *t, vc_transfer *x, const char *url);   /* GET into x->sink */
 void vc_transport_drive(vc_transport *t, double wait);

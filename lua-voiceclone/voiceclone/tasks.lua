@@ -66,8 +66,9 @@ local function scheduler(client)
       threads = client:_tasks(),   -- [thread] = task: how the C core knows a task
       count = 0,                   -- unfinished tasks
       ready = {},                  -- to resume at the next step
+      runnable = {}, head = 1, tail = 0,   -- to resume now, in order
       waiting = {},                -- [transfer] = task
-      slot_waiters = {},
+      slot_waiters = { head = 1, tail = 0 },   -- waiting for room among max_in_flight
       timers = {},
       errors = {},                 -- failed tasks, for run() when no on_error
     }
@@ -83,7 +84,9 @@ local function settle(s, task, ok, ...)
     if what == WAIT_TRANSFER then
       s.waiting[detail] = task
     elseif what == WAIT_SLOT then
-      s.slot_waiters[#s.slot_waiters + 1] = task
+      local waiters = s.slot_waiters
+      waiters.tail = waiters.tail + 1
+      waiters[waiters.tail] = task
     elseif what == SLEEP then
       heap_push(s.timers, { due = core.now() + detail, task = task })
     else
@@ -155,36 +158,56 @@ function Client:sleep(seconds)
   end
 end
 
--- One round: let libcurl act (waiting up to `wait` seconds for it), then
--- resume every task whose transfer ended, timer fired or turn came.
-local function advance(client, s, wait)
+-- The tasks to resume, in order: a queue with a moving head.
+local function enqueue(s, task)
+  s.tail = s.tail + 1
+  s.runnable[s.tail] = task
+end
+
+-- One round: let libcurl act (waiting up to `wait` seconds for it), queue
+-- every task whose transfer ended, timer fired or turn came, and resume them
+-- in order; with a budget (seconds), stop resuming once it is spent: the
+-- rest go first next round.
+local function advance(client, s, wait, budget)
   local finished, free = client:_drive(wait)
   for i = 1, #finished do
     local task = s.waiting[finished[i]]
     s.waiting[finished[i]] = nil
-    if task then resume(s, task) end
+    if task then enqueue(s, task) end
   end
   local now, timers = core.now(), s.timers
-  while timers[1] and timers[1].due <= now do resume(s, heap_pop(timers).task) end
-  if free > 0 and #s.slot_waiters > 0 then
-    local waiters = s.slot_waiters
-    s.slot_waiters = {}
-    for i = 1, #waiters do
-      if i <= free then resume(s, waiters[i]) else s.slot_waiters[#s.slot_waiters + 1] = waiters[i] end
-    end
+  while timers[1] and timers[1].due <= now do enqueue(s, heap_pop(timers).task) end
+  local waiters = s.slot_waiters
+  while free > 0 and waiters.head <= waiters.tail do
+    enqueue(s, waiters[waiters.head])
+    waiters[waiters.head] = nil
+    waiters.head, free = waiters.head + 1, free - 1
   end
   if #s.ready > 0 then
     local ready = s.ready
     s.ready = {}
-    for i = 1, #ready do resume(s, ready[i]) end
+    for i = 1, #ready do enqueue(s, ready[i]) end
+  end
+  local deadline = budget and now + budget
+  while s.head <= s.tail do
+    local task = s.runnable[s.head]
+    s.runnable[s.head] = nil
+    s.head = s.head + 1
+    resume(s, task)
+    if deadline and core.now() >= deadline then break end
   end
   return s.count
 end
 
 --- Never blocks: advances transfers and timers and resumes the tasks whose
--- work is ready. Returns the number of unfinished tasks.
-function Client:step()
-  return advance(self, scheduler(self), 0)
+-- work is ready, spending at most `budget` seconds resuming them (default:
+-- no limit; a host's frame loop passes what it can spare, and the rest run
+-- at the next step). Returns the number of unfinished tasks.
+function Client:step(budget)
+  if budget ~= nil and type(budget) ~= "number" then
+    error(("bad argument #1 to 'step' (number expected, got %s)"):format(type(budget)), 2)
+  end
+  return advance(self, scheduler(self), 0, budget)
 end
 
 --- Seconds until step() has something to do (0: now), or nil when nothing
@@ -192,7 +215,7 @@ end
 function Client:timeout()
   self:_tasks()   -- raises on a closed client
   local s = scheduler(self)
-  if #s.ready > 0 then return 0 end
+  if #s.ready > 0 or s.head <= s.tail then return 0 end
   local wait = self:_timer()
   if s.timers[1] then
     local due = math.max(0, s.timers[1].due - core.now())
