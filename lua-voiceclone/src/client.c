@@ -300,7 +300,7 @@ static CURLU *route(vc_client *c, const char *path) {
     char *url;
     CURLU *parsed;
     for (i = 0; i < VC_ROUTES && c->route_paths[i]; i++)
-        if (c->route_paths[i] == path) return c->routes[i];
+        if (strcmp(c->route_paths[i], path) == 0) return c->routes[i];
     if (i == VC_ROUTES) return NULL;
     url = malloc(endpoint_len + path_len + 1);
     parsed = url ? curl_url() : NULL;
