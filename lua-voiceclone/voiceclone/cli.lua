@@ -71,22 +71,11 @@ cli.encode = encode
 local Context = {}
 Context.__index = Context
 
-local function replace_plain(text, secret, by)
-  local out, from = {}, 1
-  while true do
-    local s, e = text:find(secret, from, true)
-    if not s then break end
-    out[#out + 1] = text:sub(from, s - 1)
-    out[#out + 1] = by
-    from = e + 1
-  end
-  out[#out + 1] = text:sub(from)
-  return table.concat(out)
-end
-
 function Context:redact(text)
   text = tostring(text)
-  for _, secret in ipairs(self.secrets) do text = replace_plain(text, secret, "***") end
+  for _, secret in ipairs(self.secrets) do
+    text = text:gsub(secret:gsub("%p", "%%%0"), "***")   -- the secret taken literally
+  end
   return text
 end
 
