@@ -267,10 +267,10 @@ static int yield_slot(lua_State *L, lua_KContext ctx, lua_KFunction k) {
     return lua_yieldk(L, 1, ctx, k);
 }
 
-/* Waiting on x: x goes on the stack above the client, and the continuation
- * gets that slot as its context, so it can check the client before it
- * touches x (closing a client frees its transfers). */
-static int wait_slot_of(lua_State *L, vc_transfer *x) {
+/* Before waiting on x: x goes on the stack above the client, and the
+ * continuation gets its stack index as context, so it can check the client
+ * before it touches x (closing a client frees its transfers). */
+static int push_transfer(lua_State *L, vc_transfer *x) {
     lua_pushlightuserdata(L, x);
     return lua_gettop(L);
 }
@@ -343,7 +343,7 @@ static int call_send(lua_State *L, int status, lua_KContext ctx) {
     }
     if (!x) return vc_fail(L, "network", NULL, "not enough memory for a request");
     x->call = call;
-    slot = wait_slot_of(L, x);
+    slot = push_transfer(L, x);
     vc_transport_start(&c->transport, x, url);
     if (task && !x->done) {
         x->in_task = 1;
@@ -522,10 +522,10 @@ static int client_drive(lua_State *L) {
     return 2;
 }
 
-/* client:_timer(): seconds until libcurl wants to act, or nil. */
+/* client:_timer(): seconds until the transport wants a drive, or nil. */
 static int client_timer(lua_State *L) {
     vc_client *c = vc_client_check(L, 1);
-    double due = c->transport.timer_due;
+    double due = c->transport.pending ? 0 : c->transport.timer_due;
     if (due < 0) return 0;
     due -= vc_now();
     lua_pushnumber(L, due > 0 ? due : 0);
@@ -570,7 +570,7 @@ static int download_send(lua_State *L, int status, lua_KContext ctx) {
         return vc_fail(L, "invalid", "dest", "cannot write %s: %s", lua_tostring(L, 3),
                        strerror(error));
     }
-    slot = wait_slot_of(L, x);
+    slot = push_transfer(L, x);
     vc_transport_get(&c->transport, x, lua_tostring(L, 2));
     if (task && !x->done) {
         x->in_task = 1;

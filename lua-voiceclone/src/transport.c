@@ -21,6 +21,9 @@
 /* A body larger than this is not an answer of this API: stop reading. */
 #define VC_MAX_RESPONSE (16u * 1024u * 1024u)
 
+/* New requests handed to libcurl per drive (see add_pending). */
+#define START_PER_DRIVE 16
+
 double vc_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -169,7 +172,7 @@ void vc_transport_release(vc_transport *t) {
     t->multi = NULL;
     curl_slist_free_all(t->headers);
     t->headers = NULL;
-    t->idle = t->finished = t->finished_last = NULL;
+    t->idle = t->finished = t->finished_last = t->pending = t->pending_last = NULL;
     free(t->sockets);
     free(t->ready);
     t->sockets = t->ready = NULL;
@@ -268,11 +271,11 @@ static void start(vc_transport *t, vc_transfer *x) {
     /* Over TLS, wait for a connection that may turn out HTTP/2 and multiplex
      * rather than open another; plain HTTP/1.1 never multiplexes. */
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, (long)t->multiplex);
-    if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
-        finished(x, CURLE_FAILED_INIT);
-        return;
-    }
-    x->in_multi = 1;
+    /* handed to libcurl by the next drive, a few at a time */
+    x->next_pending = NULL;
+    if (t->pending) t->pending_last->next_pending = x;
+    else t->pending = x;
+    t->pending_last = x;
     t->in_flight++;
 }
 
@@ -306,6 +309,18 @@ void vc_transport_get(vc_transport *t, vc_transfer *x, const char *url) {
     start(t, x);
 }
 
+/* x ended: its result is in, and a task waiting on it will be told. */
+static void ended(vc_transport *t, vc_transfer *x, CURLcode result) {
+    finished(x, result);
+    t->in_flight--;
+    if (x->in_task) {   /* kept in the order they ended */
+        x->next_finished = NULL;
+        if (t->finished) t->finished_last->next_finished = x;
+        else t->finished = x;
+        t->finished_last = x;
+    }
+}
+
 static void collect_finished(vc_transport *t) {
     CURLMsg *msg;
     int left;
@@ -314,24 +329,32 @@ static void collect_finished(vc_transport *t) {
         if (msg->msg != CURLMSG_DONE) continue;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &x->status);
-        finished(x, msg->data.result);
-        if (x->in_task) {   /* kept in the order they ended */
-            x->next_finished = NULL;
-            if (t->finished) t->finished_last->next_finished = x;
-            else t->finished = x;
-            t->finished_last = x;
-        }
         /* back to the connection cache at once, for the next request */
         curl_multi_remove_handle(t->multi, x->easy);
         x->in_multi = 0;
-        t->in_flight--;
+        ended(t, x, msg->data.result);
     }
+}
+
+/* Hands libcurl at most START_PER_DRIVE new requests: each may open a
+ * connection, and a thousand connects in one call would stall a frame. */
+static void add_pending(vc_transport *t) {
+    int n;
+    for (n = 0; n < START_PER_DRIVE && t->pending; n++) {
+        vc_transfer *x = t->pending;
+        t->pending = x->next_pending;
+        if (curl_multi_add_handle(t->multi, x->easy) == CURLM_OK) x->in_multi = 1;
+        else ended(t, x, CURLE_FAILED_INIT);
+    }
+    if (!t->pending) t->pending_last = NULL;
 }
 
 /* Waits up to `wait` seconds for a watched socket or libcurl's timer, then
  * lets libcurl act on what is ready. Transfers that ended are marked done. */
 void vc_transport_drive(vc_transport *t, double wait) {
     int i, nready = 0, running, timeout_ms;
+    add_pending(t);
+    if (t->pending) wait = 0;   /* more to hand over at once */
     if (t->timer_due >= 0) {
         double until = t->timer_due - vc_now();
         if (until < wait) wait = until > 0 ? until : 0;

@@ -62,6 +62,7 @@ typedef struct vc_transfer {
     const struct vc_call *call;  /* what to make of the answer */
     struct vc_transfer *next_idle;     /* in t->idle while not busy */
     struct vc_transfer *next_finished; /* in t->finished: done, its task to resume */
+    struct vc_transfer *next_pending;  /* in t->pending: not handed to libcurl yet */
     FILE *sink;                  /* a download's file, else the body goes to response */
     int write_failed;
     struct vc_transfer *next;
@@ -76,7 +77,8 @@ typedef struct vc_transport {
     vc_transfer *idle;           /* the ones free for the next request */
     vc_transfer *finished;       /* tasks' transfers done since the last vc_transport_finished, */
     vc_transfer *finished_last;  /* in the order they ended */
-    int in_flight, max_in_flight; /* requests on the wire (in the multi handle) */
+    vc_transfer *pending, *pending_last;   /* started, for the next drive to hand over */
+    int in_flight, max_in_flight; /* requests started and not ended */
     struct pollfd *sockets;      /* what libcurl wants watched */
     struct pollfd *ready;        /* scratch: the ones poll found ready */
     int nsockets, sockets_cap;

@@ -76,7 +76,7 @@ row("3", string.format("%s synthesis jobs create → COMPLETED, sandbox --latenc
 
 -- 4: step() and memory with many requests in flight
 local worst = num("r4_worst_ms")
-row("4a", string.format("worst client:step() with %s get_job tasks in flight (max_in_flight %s; "
+row("4a", string.format("worst client:step(0.0005) with %s get_job tasks in flight (max_in_flight %s; "
     .. "the median of %s runs)", num("r4_tasks") and thousands(r.r4_tasks) or "?",
     num("r4_tasks") and thousands(r.r4_tasks) or "?", r.rounds or "?"),
   worst and string.format("%.2f ms (step %d of the run)", worst, r.r4_worst_step) or "n/a",
