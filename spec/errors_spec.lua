@@ -19,13 +19,6 @@ local function client_for(scenario, options)
   return assert(voiceclone.new(settings))
 end
 
--- A port on loopback where nothing listens.
-local function closed_port()
-  local listener = assert(socket.bind("127.0.0.1", 0))
-  local _, port = listener:getsockname()
-  listener:close()
-  return port
-end
 
 -- What every error must be: a kind, one line of text, and nowhere the key
 -- (in any of its fields, in tostring).
@@ -235,7 +228,7 @@ describe("errors", function()
   describe("of kind network", function()
     it("come from nothing listening, and are retryable", function()
       local client = assert(voiceclone.new {
-        endpoint = ("http://127.0.0.1:%d"):format(closed_port()),
+        endpoint = ("http://127.0.0.1:%d"):format(helpers.closed_port()),
         secret_id = ID, secret_key = KEY, timeout = 5,
       })
       local job, err = client:get_job("j-1")

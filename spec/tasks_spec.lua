@@ -63,12 +63,6 @@ local function model_list(models)
   return list
 end
 
-local function closed_port()
-  local listener = assert(socket.bind("127.0.0.1", 0))
-  local _, port = listener:getsockname()
-  listener:close()
-  return port
-end
 
 local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
@@ -357,7 +351,7 @@ describe("a task", function()
     end)
 
     it("network when nothing listens", function()
-      local c = client_for(("http://127.0.0.1:%d"):format(closed_port()))
+      local c = client_for(("http://127.0.0.1:%d"):format(helpers.closed_port()))
       finally(function() c:close() end)
       local _, err = both_fail(c, function(cl) return cl:list_jobs("c-1") end)
       assert.equal("network", err.kind)

@@ -159,6 +159,14 @@ function helpers.pitch_of(wav)
   return hz
 end
 
+--- A loopback port where nothing listens.
+function helpers.closed_port()
+  local listener = assert(socket.bind("127.0.0.1", 0))
+  local _, port = listener:getsockname()
+  listener:close()
+  return port
+end
+
 helpers.decode = cjson.decode
 helpers.wait_for = wait_for
 helpers.tmpname = tmpname
