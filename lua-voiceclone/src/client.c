@@ -79,6 +79,7 @@ static char *make_envelope(const char *id, const char *key, size_t *len) {
 static void client_release(vc_client *c) {
     int i;
     c->open = 0;
+    c->reading = 0;
     vc_transport_release(&c->transport);
     for (i = 0; i < VC_ROUTES; i++) {
         curl_url_cleanup(c->routes[i]);
@@ -116,15 +117,15 @@ void vc_client_scrub(lua_State *L, const vc_client *c) {
 
 /* ---- options ----------------------------------------------------------- */
 
+/* The string option, left on the stack: that keeps it alive (an __index
+ * may have made it) until it is copied. */
 static const char *option_string(lua_State *L, const char *key) {
     int type = lua_getfield(L, 1, key);
-    const char *s = NULL;
-    if (type == LUA_TSTRING) s = lua_tostring(L, -1);
-    else if (type != LUA_TNIL)
+    if (type == LUA_TSTRING) return lua_tostring(L, -1);
+    if (type != LUA_TNIL)
         luaL_error(L, "bad option '%s' to 'new' (string expected, got %s)", key,
                    luaL_typename(L, -1));
-    lua_pop(L, 1);   /* still anchored by the options table */
-    return s;
+    return NULL;
 }
 
 static double option_seconds(lua_State *L, const char *key, double fallback) {
@@ -169,6 +170,7 @@ static int client_new(lua_State *L) {
     int r, type;
 
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
     id = option_string(L, "secret_id");
     key = option_string(L, "secret_key");
     endpoint = option_string(L, "endpoint");
@@ -293,6 +295,11 @@ static vc_transfer *resumed(lua_State *L, int slot, vc_client **c) {
 
 static int call_receive(lua_State *L, int status, lua_KContext ctx);
 
+/* A call finished reading its answer: a close asked for meanwhile happens now. */
+static void done_reading(vc_client *c) {
+    if (--c->reading == 0 && !c->open) client_release(c);
+}
+
 /* The parsed URL of endpoint..path, made once per path: libcurl would
  * otherwise parse the same URL again for every request. */
 static CURLU *route(vc_client *c, const char *path) {
@@ -360,12 +367,16 @@ static int call_receive(lua_State *L, int status, lua_KContext ctx) {
     const vc_call *call;
     int r;
     (void)status;
-    if (!x->done) return yield_transfer(L, x, (int)ctx, call_receive);   /* resumed early */
+    /* resumed early, by someone else: not done, or done but not yet
+     * reported to the scheduler (it is still in the finished list) */
+    if (!x->done || x->queued) return yield_transfer(L, x, (int)ctx, call_receive);
     call = x->call;
-    /* x stays busy while its answer is read: a finalizer's call made
-     * during decoding gets another transfer, not this one */
+    /* x stays busy while its answer is read: a finalizer's call made during
+     * decoding gets another transfer, and a finalizer's close waits */
+    c->reading++;
     r = vc_response_decode(L, c, x, call->response_key);
     vc_transport_recycle(&c->transport, x);
+    done_reading(c);
     return r ? r : call->finish(L, call);
 }
 
@@ -484,7 +495,8 @@ static int client_sleep(lua_State *L) {
     double seconds = luaL_checknumber(L, 2);
     struct timespec left;
     vc_client_check(L, 1);
-    if (seconds <= 0) return 0;
+    if (!(seconds > 0)) return 0;                 /* NaN too */
+    if (seconds > 86400.0 * 365) seconds = 86400.0 * 365;
     left.tv_sec = (time_t)seconds;
     left.tv_nsec = (long)((seconds - (double)left.tv_sec) * 1e9);
     while (nanosleep(&left, &left) != 0 && errno == EINTR) {}
@@ -511,10 +523,15 @@ static int client_drive(lua_State *L) {
     vc_client *c = vc_client_check(L, 1);
     double wait = luaL_optnumber(L, 2, 0);
     vc_transfer *x;
+    if (!(wait > 0)) wait = 0;                    /* NaN too */
+    if (wait > 3600) wait = 3600;
     int n = 0;
     vc_transport_drive(&c->transport, wait);
-    lua_newtable(L);
+    for (x = c->transport.finished; x; x = x->next_finished) n++;
+    lua_createtable(L, n, 0);   /* presized: filling it allocates nothing */
+    n = 0;
     for (x = vc_transport_finished(&c->transport); x; x = x->next_finished) {
+        x->queued = 0;
         lua_pushlightuserdata(L, x);
         lua_rawseti(L, -2, ++n);
     }
@@ -522,14 +539,15 @@ static int client_drive(lua_State *L) {
     return 2;
 }
 
-/* client:_timer(): seconds until the transport wants a drive, or nil. */
+/* client:_timer(): seconds until the transport wants a drive (or nil), and
+ * the free places among max_in_flight. */
 static int client_timer(lua_State *L) {
     vc_client *c = vc_client_check(L, 1);
-    double due = c->transport.pending ? 0 : c->transport.timer_due;
-    if (due < 0) return 0;
-    due -= vc_now();
-    lua_pushnumber(L, due > 0 ? due : 0);
-    return 1;
+    double due = c->transport.pending || c->transport.finished ? 0 : c->transport.timer_due;
+    if (due < 0) lua_pushnil(L);
+    else lua_pushnumber(L, due > vc_now() ? due - vc_now() : 0);
+    lua_pushinteger(L, c->transport.max_in_flight - c->transport.in_flight);
+    return 2;
 }
 
 /* client:sockets(): what an outside event loop should watch, as
@@ -588,16 +606,18 @@ static int download_receive(lua_State *L, int status, lua_KContext ctx) {
     long http_status;
     int write_failed;
     (void)status;
-    if (!x->done) return yield_transfer(L, x, (int)ctx, download_receive);
+    if (!x->done || x->queued) return yield_transfer(L, x, (int)ctx, download_receive);
     write_failed = (fclose(x->sink) != 0) | x->write_failed;
     x->sink = NULL;
     result = x->result;
     http_status = x->status;
+    c->reading++;
     if (write_failed)
         vc_fail(L, "invalid", "dest", "cannot write %s", lua_tostring(L, 3));
     else if (result != CURLE_OK)
         vc_response_transport_error(L, x);
     vc_transport_recycle(&c->transport, x);
+    done_reading(c);
     if (write_failed || result != CURLE_OK) return 2;
     if (http_status < 200 || http_status > 299) {
         vc_fail(L, "http", NULL, "HTTP %d for %s", (int)http_status, lua_tostring(L, 2));
@@ -611,9 +631,10 @@ static int download_receive(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int client_download(lua_State *L) {
+    size_t url_len, path_len;
     vc_client_check(L, 1);
-    luaL_checkstring(L, 2);
-    luaL_checkstring(L, 3);
+    luaL_argcheck(L, strlen(luaL_checklstring(L, 2, &url_len)) == url_len, 2, "has a NUL byte");
+    luaL_argcheck(L, strlen(luaL_checklstring(L, 3, &path_len)) == path_len, 3, "has a NUL byte");
     lua_settop(L, 3);
     lua_pushvalue(L, 1);
     return download_send(L, LUA_OK, 0);
@@ -626,7 +647,18 @@ static int client_repositories(lua_State *L) {
     return 1;
 }
 
+/* close and __close. While a call reads its answer (a finalizer may close
+ * the client from inside the decoder's allocations) the client only stops
+ * taking calls; that call releases it when done. */
 static int client_close(lua_State *L) {
+    vc_client *c = luaL_checkudata(L, 1, VC_CLIENT);
+    if (c->reading) c->open = 0;
+    else client_release(c);
+    return 0;
+}
+
+/* __gc: nothing can be reading, or the client would still be reachable. */
+static int client_gc(lua_State *L) {
     client_release(luaL_checkudata(L, 1, VC_CLIENT));
     return 0;
 }
@@ -650,7 +682,7 @@ static int client_tostring(lua_State *L) {
 }
 
 static const luaL_Reg client_meta[] = {
-    {"__gc", client_close},
+    {"__gc", client_gc},
     {"__close", client_close},
     {"__tostring", client_tostring},
     {"__index", NULL},   /* the methods table, set below */

@@ -107,7 +107,7 @@ enum { OPTIONAL = 0, REQUIRED = 1, NONEMPTY = 2 };
 static int check_string(lua_State *L, const char *path, int flags, int chars_below) {
     size_t len;
     const char *s;
-    int chars;
+    long chars;
     if (lua_isnil(L, -1))
         return flags & REQUIRED ? invalid(L, path, "is required") : 0;
     if (lua_type(L, -1) != LUA_TSTRING)
@@ -117,7 +117,8 @@ static int check_string(lua_State *L, const char *path, int flags, int chars_bel
     if (chars < 0) return invalid(L, path, "is not valid UTF-8");
     if (flags != OPTIONAL && len == 0) return invalid(L, path, "must not be empty");
     if (chars_below > 0 && chars >= chars_below)
-        return invalid(L, path, "must have at most %d characters (has %d)", chars_below - 1, chars);
+        return invalid(L, path, "must have at most %d characters (has %I)", chars_below - 1,
+                       (LUAI_UACINT)chars);
     return 0;
 }
 
@@ -172,11 +173,12 @@ static int check_table(lua_State *L, const char *path, int required) {
     return 0;
 }
 
-static int is_model_name(const char *s) {
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-              (*s >= '0' && *s <= '9') || *s == '_'))
-            return 0;
+static int is_model_name(const char *s, size_t len) {
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return 0;   /* a NUL byte too */
     return 1;
 }
 
@@ -301,7 +303,7 @@ static int copy_descriptor(lua_State *L, int output, const char *prefix, lua_Int
     if ((r = copy_string(L, cloning, "modelName", cloning_path, REQUIRED, MODEL_NAME_BELOW)))
         return r;
     lua_getfield(L, -1, "modelName");
-    if (!is_model_name(lua_tostring(L, -1))) {
+    if (!is_model_name(lua_tostring(L, -1), lua_rawlen(L, -1))) {
         vc_path field;
         return invalid(L, join(field, cloning_path, "modelName"),
                        "may hold only letters, digits and _");

@@ -13,9 +13,9 @@
 #define MAX_DEPTH    64   /* matches the decoder's own nesting limit */
 
 /* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
-int vc_utf8_length(const char *s, size_t len) {
+long vc_utf8_length(const char *s, size_t len) {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    int count = 0;
+    long count = 0;
     while (p < end) {
         unsigned c = *p++;
         int extra;
@@ -42,7 +42,7 @@ int vc_utf8_length(const char *s, size_t len) {
 void vc_response_normalize(lua_State *L, int idx, int depth) {
     idx = lua_absindex(L, idx);
     if (depth > MAX_DEPTH) return;
-    luaL_checkstack(L, 3, NULL);
+    luaL_checkstack(L, 4, NULL);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_Integer n;
@@ -103,9 +103,9 @@ static const char *const request_id_paths[] = {
     "requestId", "RequestId", "Response.RequestId", "request_id", NULL
 };
 
-/* Pushes a readable one-line excerpt of a non-JSON body (an HTML error
- * page: its <title> when it has one). */
-static void push_excerpt(lua_State *L, const char *body, size_t len) {
+/* Pushes a readable one-line excerpt, at most `limit` bytes, of a non-JSON
+ * body (an HTML error page: its <title> when it has one). */
+static void push_excerpt(lua_State *L, const char *body, size_t len, size_t limit) {
     luaL_Buffer b;
     const char *title = len ? strstr(body, "<title>") : NULL;
     size_t i, kept = 0;
@@ -115,7 +115,7 @@ static void push_excerpt(lua_State *L, const char *body, size_t len) {
         if (end) body = title + 7, len = (size_t)(end - body);
     }
     luaL_buffinit(L, &b);
-    for (i = 0; i < len && kept < MAX_MESSAGE; i++) {
+    for (i = 0; i < len && kept < limit; i++) {
         unsigned char c = (unsigned char)body[i];
         if (c < 0x20 || c == 0x7F) { space = kept > 0; continue; }
         if (space) luaL_addchar(&b, ' '), kept++, space = 0;
@@ -126,12 +126,18 @@ static void push_excerpt(lua_State *L, const char *body, size_t len) {
 }
 
 /* Adds status, code and request_id (found in the decoded body at idx, which
- * may be nil) to the error at the top. */
-static void add_details(lua_State *L, int decoded, long status) {
+ * may be nil; scrubbed of the key when c is given) to the error at the top. */
+static void add_details(lua_State *L, const vc_client *c, int decoded, long status) {
     if (status) vc_error_set_integer(L, "status", status);
     if (!lua_istable(L, decoded)) return;
-    if (push_first(L, decoded, request_id_paths)) lua_setfield(L, -2, "request_id");
-    if (push_first(L, decoded, code_paths)) lua_setfield(L, -2, "code");
+    if (push_first(L, decoded, request_id_paths)) {
+        if (c) vc_client_scrub(L, c);
+        lua_setfield(L, -2, "request_id");
+    }
+    if (push_first(L, decoded, code_paths)) {
+        if (c) vc_client_scrub(L, c);
+        lua_setfield(L, -2, "code");
+    }
 }
 
 /* nil and an "api" error for a 2xx answer whose content is not what the
@@ -145,7 +151,7 @@ int vc_response_fail(lua_State *L, int root, const char *fmt, ...) {
     va_end(ap);
     vc_error_push(L, "api", lua_tostring(L, -1));
     lua_remove(L, -2);
-    add_details(L, root, 0);
+    add_details(L, NULL, root, 0);   /* a 2xx answer: no request of ours quoted back */
     return 2;
 }
 
@@ -160,8 +166,11 @@ int vc_response_table(lua_State *L, const char *where, const char *key) {
 static int fail_with_server_text(lua_State *L, const vc_client *c, const char *kind,
                                  const char *what, int decoded, const char *body,
                                  size_t len, long status) {
+    /* cut long enough that a key straddling the cut is still whole for
+     * the scrubbing; the message is cut to MAX_MESSAGE after it */
     if (!(lua_istable(L, decoded) && push_first(L, decoded, message_paths)))
-        push_excerpt(L, body, len);
+        push_excerpt(L, body, len,
+                     MAX_MESSAGE + (c->secret_key_json ? strlen(c->secret_key_json) : 0));
     vc_client_scrub(L, c);
     if (lua_rawlen(L, -1) > MAX_MESSAGE) {
         lua_pushlstring(L, lua_tostring(L, -1), MAX_MESSAGE);
@@ -170,7 +179,7 @@ static int fail_with_server_text(lua_State *L, const vc_client *c, const char *k
     lua_pushfstring(L, lua_rawlen(L, -1) ? "%s: %s" : "%s", what, lua_tostring(L, -1));
     lua_pushnil(L);
     vc_error_push(L, kind, lua_tostring(L, -2));
-    add_details(L, decoded, status);
+    add_details(L, c, decoded, status);
     return 2;
 }
 

@@ -226,7 +226,7 @@ vc_transfer *vc_transport_acquire(vc_transport *t) {
     x->errbuf[0] = '\0';
     x->result = CURLE_OK;
     x->status = 0;
-    x->done = x->too_large = x->in_task = x->write_failed = 0;
+    x->done = x->too_large = x->in_task = x->queued = x->write_failed = 0;
     x->sink = NULL;
     return x;
 }
@@ -314,6 +314,7 @@ static void ended(vc_transport *t, vc_transfer *x, CURLcode result) {
     finished(x, result);
     t->in_flight--;
     if (x->in_task) {   /* kept in the order they ended */
+        x->queued = 1;
         x->next_finished = NULL;
         if (t->finished) t->finished_last->next_finished = x;
         else t->finished = x;

@@ -59,6 +59,7 @@ typedef struct vc_transfer {
     int busy;                    /* handed out, not yet recycled */
     int in_multi, done, too_large;
     int in_task;                 /* a task waits on it */
+    int queued;                  /* in t->finished, not yet handed to the scheduler */
     const struct vc_call *call;  /* what to make of the answer */
     struct vc_transfer *next_idle;     /* in t->idle while not busy */
     struct vc_transfer *next_finished; /* in t->finished: done, its task to resume */
@@ -114,6 +115,7 @@ typedef struct vc_client {
     size_t envelope_len;
     char *secret_key;            /* kept only to scrub it from messages, */
     char *secret_key_json;       /* as is and as a JSON string holds it */
+    int reading;                 /* calls reading their answer: a close waits for them */
     int open;
 } vc_client;
 
@@ -157,7 +159,7 @@ int  vc_response_table(lua_State *L, const char *where, const char *key);
 int  vc_response_fail(lua_State *L, int root, const char *fmt, ...);
 void vc_response_normalize(lua_State *L, int idx, int depth);
 int  vc_response_transport_error(lua_State *L, const vc_transfer *x);
-int  vc_utf8_length(const char *s, size_t len);   /* -1 if invalid */
+long vc_utf8_length(const char *s, size_t len);   /* -1 if invalid */
 
 /* record.c: userdata whose fields are the API's data (user value 1) */
 #define VC_UV_DATA 1

@@ -80,6 +80,7 @@ end
 local function settle(s, task, ok, ...)
   local co = task.co
   if coroutine.status(co) ~= "dead" then
+    if not ok then return end   -- it was not suspended (resumed by its own code): not ours
     local what, detail = ...
     if what == WAIT_TRANSFER then
       s.waiting[detail] = task
@@ -111,7 +112,7 @@ local function settle(s, task, ok, ...)
 end
 
 local function resume(s, task)
-  settle(s, task, coroutine.resume(task.co))
+  if not task.done then settle(s, task, coroutine.resume(task.co)) end
 end
 
 --- Runs fn(...) as a task of this client; returns the task, whose fields
@@ -213,10 +214,10 @@ end
 --- Seconds until step() has something to do (0: now), or nil when nothing
 -- is pending: with sockets(), what an outside loop waits on.
 function Client:timeout()
-  self:_tasks()   -- raises on a closed client
   local s = scheduler(self)
+  local wait, free = self:_timer()   -- raises on a closed client
   if #s.ready > 0 or s.head <= s.tail then return 0 end
-  local wait = self:_timer()
+  if free > 0 and s.slot_waiters.head <= s.slot_waiters.tail then return 0 end
   if s.timers[1] then
     local due = math.max(0, s.timers[1].due - core.now())
     wait = wait and math.min(wait, due) or due

@@ -78,6 +78,14 @@ while true do
     elseif name == "cut" then
       answer(conn, { status = 200, type = "application/json", body = '{"requestId":', length = 100 })
       conn:close()
+    elseif name == "echo_html" then
+      -- an HTML error page quoting the request, padded so that the secret
+      -- key straddles the client's message cut (300 bytes)
+      local key_at = (body:find('"secretKey":"', 1, true) or 1) + 12
+      local padding = ("."):rep(math.max(0, 290 - 12 - key_at))
+      answer(conn, { status = 502, type = "text/html",
+                     body = "<html><body>" .. padding .. body .. "</body></html>" })
+      conn:close()
     elseif name == "echo" then
       -- a server that quotes the whole request back, credentials included
       answer(conn, json(500, '{"message":' .. string.format("%q", body):gsub("\\\n", "\\n") .. "}"))
