@@ -545,7 +545,7 @@ function batch.run(o)
 
   -- Retries fn on retryable errors, pausing between tries.
   local function retrying(fn)
-    local pause, value, err = RETRY_PAUSE, nil, nil
+    local pause, value, err = RETRY_PAUSE
     for attempt = 1, CREATE_ATTEMPTS do
       value, err = fn(attempt)
       if value ~= nil or not (type(err) == "table" and err.retryable) then return value, err end
@@ -564,7 +564,7 @@ function batch.run(o)
       local job, err = client:get_job(entry.job)
       if job and (not job:is_final() or job.state == COMPLETED) then return job end
       if not job and err.retryable then
-        job, err = retrying(function() return client:get_job(entry.job) end)
+        job = retrying(function() return client:get_job(entry.job) end)
         if job and (not job:is_final() or job.state == COMPLETED) then return job end
       end
       -- gone, or failed: look again by customId (a later job may exist)

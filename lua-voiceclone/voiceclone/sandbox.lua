@@ -108,7 +108,7 @@ end
 ----------------------------------------------------------------------------
 -- Responses
 
-local function error_body(status, code, message)
+local function error_body(_status, code, message)
   return util.encode({ requestId = util.uuid(), error = { code = code, message = message } })
 end
 

@@ -255,12 +255,12 @@ function workflow.train_then_synthesize(client, options)
     if not job then return fail(r, serr) end
     r.job, r.job_id, r.state = job, job.id, job:status()
     on_progress { type = "line", line = r, job = job }
-    local options = { on_update = function(j)
+    local line_wait = { on_update = function(j)
       r.state = j:status()
       on_progress { type = "line", line = r, job = j }
     end }
-    for k, v in pairs(wait_options) do options[k] = v end
-    local done, werr = job:wait(options)
+    for k, v in pairs(wait_options) do line_wait[k] = v end
+    local done, werr = job:wait(line_wait)
     r.state = job:status()
     if not done then return fail(r, werr) end
     r.path = job:result().path

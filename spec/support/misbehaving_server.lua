@@ -41,7 +41,7 @@ f:write(port, "\n")
 f:close()
 assert(os.rename(tmp, port_file))
 
-local held = {}   -- connections we never answer ("hang")
+local held = {}   -- connections we never answer ("hang"), kept open
 
 local function read_request(conn)
   conn:settimeout(5)

@@ -322,11 +322,8 @@ function Server:_read(c)
   data = data or partial
   if data and #data > 0 then
     c.last_active = self.clock()
-    if c.lingering or c.reading == false then
-      data = nil   -- after an error or our FIN, input is only drained
-    else
-      c.inbuf = c.inbuf .. data
-    end
+    -- after an error or our FIN, input is only drained
+    if not (c.lingering or c.reading == false) then c.inbuf = c.inbuf .. data end
   end
   if err == "closed" then
     -- The peer sent its last bytes: answer what it asked, then close.
