@@ -17,7 +17,7 @@ local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- Shell commands run without the sanitizer preload of make test-asan, which
 -- is meant for the Lua running the specs only (espeak-ng hangs under it).
-local function clean(cmd) return "env -u LD_PRELOAD sh -c " .. q(cmd) end
+local function clean(cmd) return "exec env -u LD_PRELOAD sh -c " .. q(cmd) end
 local function sh(cmd) return os.execute(clean(cmd)) end
 
 local function tmpdir()
