@@ -6,15 +6,8 @@ local helpers = require "support.helpers"
 local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."
 local KEY = helpers.SECRET_KEY
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- A fresh directory, removed when the test ends.
-local function tmpdir()
-  local path = helpers.tmpname()
-  assert(helpers.run("mkdir -p " .. q(path)))
-  finally(function() helpers.run("rm -rf " .. q(path)) end)
-  return path
-end
+local q = helpers.quote
+local function tmpdir() return helpers.tmpdir(finally) end
 
 -- The sandbox's fast audio: a tone instead of espeak-ng.
 local FAST_AUDIO = { "--audio tone" }

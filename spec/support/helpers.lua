@@ -25,10 +25,24 @@ local function read_file(path)
 end
 helpers.read_file = read_file
 
+--- s as one single-quoted shell word.
+function helpers.quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
 -- Runs a shell command without the sanitizer preload (make test-asan), which
 -- is meant for the Lua running the specs only: espeak-ng hangs under it.
 function helpers.run(command)
-  return os.execute("env -u LD_PRELOAD sh -c '" .. command:gsub("'", "'\\''") .. "'")
+  return os.execute("env -u LD_PRELOAD sh -c " .. helpers.quote(command))
+end
+
+--- A fresh directory; pass busted's `finally` to have it removed when the
+-- test ends.
+function helpers.tmpdir(finally)
+  local path = tmpname()
+  assert(helpers.run("mkdir -p " .. helpers.quote(path)))
+  if finally then finally(function() helpers.run("rm -rf " .. helpers.quote(path)) end) end
+  return path
 end
 
 -- Starts a child process in the background, its output into log.
