@@ -6,28 +6,34 @@
 #include <stdarg.h>
 #include "vc.h"
 
+/* "kind: message (request id)". The pieces are pushed and concatenated:
+ * a luaL_Buffer may not share the stack with lua_getfield. */
 static int error_tostring(lua_State *L) {
-    luaL_Buffer b;
+    int parts = 3;
     luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_buffinit(L, &b);
+    lua_settop(L, 1);
     lua_getfield(L, 1, "kind");
-    luaL_addvalue(&b);
-    luaL_addstring(&b, ": ");
+    luaL_tolstring(L, -1, NULL);
+    lua_replace(L, -2);
+    lua_pushliteral(L, ": ");
     lua_getfield(L, 1, "message");
-    luaL_addvalue(&b);
+    luaL_tolstring(L, -1, NULL);
+    lua_replace(L, -2);
     if (lua_getfield(L, 1, "request_id") == LUA_TSTRING) {
-        luaL_addstring(&b, " (request ");
-        luaL_addvalue(&b);
-        luaL_addchar(&b, ')');
+        lua_pushliteral(L, " (request ");
+        lua_insert(L, -2);
+        lua_pushliteral(L, ")");
+        parts += 3;
     } else {
         lua_pop(L, 1);
     }
-    luaL_pushresult(&b);
+    lua_concat(L, parts);
     return 1;
 }
 
 /* Pushes a new error {kind=, message=, retryable=false}. */
 void vc_error_push(lua_State *L, const char *kind, const char *message) {
+    luaL_checkstack(L, 3, NULL);
     lua_createtable(L, 0, 6);
     lua_pushstring(L, kind);
     lua_setfield(L, -2, "kind");
@@ -98,5 +104,5 @@ void vc_error_open(lua_State *L) {
     luaL_setfuncs(L, meta, 0);
     lua_pop(L, 1);
     lua_pushcfunction(L, error_new);
-    lua_setfield(L, -2, "error");     /* module table is at -2 */
+    lua_setfield(L, 1, "error");
 }

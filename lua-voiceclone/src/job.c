@@ -1,16 +1,14 @@
 /*
  * voiceclone.Job: a job as the API describes it, a record (record.c): its
- * fields read as the API names them (job.id, job.state, job.outputs ...).
+ * fields read as the API names them and hold what it sent (job.id,
+ * job.state, job.outputs[1].inputSelectors[1] == 0 ...).
  *
- * No C state: user value 1 is its data table, user value 2 the client it
- * came from (nil for a job built from a callback body without one). The Lua
- * layer (voiceclone/job.lua) adds wait and friends to the methods.
+ * No C state: the record's data, and beside it the client it came from
+ * (nil for a job built from a callback body without one). Its public
+ * methods are defined in voiceclone/job.lua, partly with these.
  */
 #include <string.h>
 #include "vc.h"
-
-#define UV_DATA   VC_UV_DATA
-#define UV_CLIENT 2
 
 #define STATE_COMPLETED 3
 
@@ -18,46 +16,19 @@ static const char *const state_names[] = {
     NULL, "SUBMITTED", "PROCESSING", "COMPLETED", "ERROR", "CANCELED"
 };
 
-/* The wire counts inputSelectors from 0, Lua from 1. */
-static void selectors_to_lua(lua_State *L, int data) {
-    int top = lua_gettop(L);
-    if (lua_getfield(L, data, "outputs") == LUA_TTABLE) {
-        int outputs = lua_gettop(L);
-        lua_Integer i, n = (lua_Integer)lua_rawlen(L, outputs);
-        for (i = 1; i <= n; i++) {
-            if (lua_rawgeti(L, outputs, i) == LUA_TTABLE &&
-                lua_getfield(L, -1, "inputSelectors") == LUA_TTABLE) {
-                int selectors = lua_gettop(L);
-                lua_Integer j, m = (lua_Integer)lua_rawlen(L, selectors);
-                for (j = 1; j <= m; j++) {
-                    if (lua_rawgeti(L, selectors, j) == LUA_TNUMBER && lua_isinteger(L, -1)) {
-                        lua_pushinteger(L, lua_tointeger(L, -1) + 1);
-                        lua_rawseti(L, selectors, j);
-                    }
-                    lua_pop(L, 1);
-                }
-            }
-            lua_settop(L, outputs);
-        }
-    }
-    lua_settop(L, top);
-}
-
 /* Pushes a Job for the client at client_idx (may be nil) and the data table
  * at data_idx, which it takes over. */
 void vc_job_push(lua_State *L, int client_idx, int data_idx) {
     client_idx = lua_absindex(L, client_idx);
-    data_idx = lua_absindex(L, data_idx);
-    selectors_to_lua(L, data_idx);
-    vc_record_push(L, VC_JOB, data_idx, 1);
+    vc_record_push(L, VC_JOB, data_idx);
     lua_pushvalue(L, client_idx);
-    lua_setiuservalue(L, -2, UV_CLIENT);
+    vc_record_set(L, -2, VC_RECORD_EXTRA);
 }
 
 static lua_Integer job_state(lua_State *L) {
     lua_Integer state;
     luaL_checkudata(L, 1, VC_JOB);
-    lua_getiuservalue(L, 1, UV_DATA);
+    vc_record_get(L, 1, VC_RECORD_DATA);
     lua_getfield(L, -1, "state");
     state = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
     lua_pop(L, 2);
@@ -77,35 +48,6 @@ static int job_is_final(lua_State *L) {
     lua_Integer state = job_state(L);
     lua_pushboolean(L, state >= 3 && state <= 5);
     return 1;
-}
-
-/* finish of refresh: the job at index 1 takes the answer's data. */
-static int finish_refresh(lua_State *L, const vc_call *call) {
-    int r;
-    if ((r = vc_response_table(L, call->response_key, "job"))) return r;
-    selectors_to_lua(L, lua_gettop(L));
-    lua_setiuservalue(L, 1, UV_DATA);
-    lua_settop(L, 1);
-    return 1;
-}
-
-static const vc_call refresh_call = {
-    VC_PATH_JOB, "GetJob", "getJobRequest", "getJobResponse", finish_refresh
-};
-
-/* job:refresh(): GetJob, and the job's fields updated in place. */
-static int job_refresh(lua_State *L) {
-    int r;
-    luaL_checkudata(L, 1, VC_JOB);
-    lua_settop(L, 1);
-    if (lua_getiuservalue(L, 1, UV_CLIENT) == LUA_TNIL)
-        return luaL_error(L, "this job has no client to refresh it with");
-    vc_client_check(L, 2);
-    lua_getiuservalue(L, 1, UV_DATA);
-    lua_getfield(L, -1, "id");
-    lua_remove(L, -2);
-    if ((r = vc_request_job_id(L, 3)) != 1) return r;
-    return vc_client_call(L, 2, &refresh_call);
 }
 
 /* Pushes destination/name, the file's path in its repository. */
@@ -136,7 +78,7 @@ static void copy_field(lua_State *L, int from, int to, const char *key) {
 static int job_result(lua_State *L) {
     int output, result;
     if (job_state(L) != STATE_COMPLETED) return 0;
-    lua_getiuservalue(L, 1, UV_DATA);
+    vc_record_get(L, 1, VC_RECORD_DATA);
     if (lua_getfield(L, -1, "outputs") != LUA_TTABLE || lua_rawgeti(L, -1, 1) != LUA_TTABLE)
         return 0;
     output = lua_gettop(L);
@@ -159,13 +101,13 @@ static int job_result(lua_State *L) {
 
 static int job_client(lua_State *L) {
     luaL_checkudata(L, 1, VC_JOB);
-    lua_getiuservalue(L, 1, UV_CLIENT);
+    vc_record_get(L, 1, VC_RECORD_EXTRA);
     return 1;
 }
 
 static int job_tostring(lua_State *L) {
     const char *status = state_name(job_state(L));
-    lua_getiuservalue(L, 1, UV_DATA);
+    vc_record_get(L, 1, VC_RECORD_DATA);
     lua_getfield(L, -1, "id");
     lua_pushfstring(L, VC_JOB " (%s, %s): %p", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?",
                     status, lua_topointer(L, 1));
@@ -178,7 +120,7 @@ static int job_from_json(lua_State *L) {
     luaL_checktype(L, 1, LUA_TSTRING);
     if (!lua_isnoneornil(L, 2)) luaL_checkudata(L, 2, VC_CLIENT);
     lua_settop(L, 2);
-    lua_pushvalue(L, VC_DECODE);
+    vc_push_state(L, VC_DECODE);
     lua_pushvalue(L, 1);
     lua_call(L, 1, 2);
     if (lua_isnil(L, 3))
@@ -197,14 +139,6 @@ static int job_from_json(lua_State *L) {
     return 1;
 }
 
-static const luaL_Reg job_methods[] = {
-    {"status", job_status},
-    {"is_final", job_is_final},
-    {"refresh", job_refresh},
-    {"result", job_result},
-    {"client", job_client},
-    {NULL, NULL}
-};
 
 static const luaL_Reg job_meta[] = {
     {"__tostring", job_tostring},
@@ -212,15 +146,18 @@ static const luaL_Reg job_meta[] = {
 };
 
 static const luaL_Reg job_functions[] = {
+    {"job_status", job_status},
+    {"job_is_final", job_is_final},
+    {"job_result", job_result},
+    {"job_client", job_client},
     {"job_from_json", job_from_json},
     {NULL, NULL}
 };
 
-/* Stack at entry: module, encode, decode, null (the shared upvalues). */
-void vc_job_open(lua_State *L) {
-    int upvalues = lua_gettop(L) - VC_UPVALUES + 1, module = upvalues - 1;
-    vc_record_open(L, VC_JOB, job_meta, job_methods, "Job");
-    lua_pushvalue(L, module);
-    vc_setfuncs(L, job_functions, upvalues);
+/* Stack at entry: module (1), ..., state. */
+void vc_job_open(lua_State *L, int state) {
+    vc_record_open(L, VC_JOB, job_meta, "Job", state);
+    lua_pushvalue(L, 1);
+    vc_setfuncs(L, job_functions, state);
     lua_pop(L, 1);
 }

@@ -1,26 +1,46 @@
 /*
- * Records: userdata whose fields are the API's own data (a Job, a Model).
- * User value 1 is the data table; the type's methods come first, so a field
- * the service may add one day never hides one; fields are read-only.
+ * Records: userdata whose fields are the API's own data (a Job, a Model),
+ * exactly as the service sent them. The user value is a table: [1] the data,
+ * [2] what the type keeps beside it (a Job's client). The type's methods
+ * come first, so a field the service may add one day never hides one;
+ * fields are read-only.
  */
 #include "vc.h"
 
 /* Pushes a new record of the named type with the data table at data_idx
- * (taken over) and room for `extra` more user values. */
-void vc_record_push(lua_State *L, const char *type, int data_idx, int extra) {
+ * (taken over). */
+void vc_record_push(lua_State *L, const char *type, int data_idx) {
     data_idx = lua_absindex(L, data_idx);
-    lua_newuserdatauv(L, 0, 1 + extra);
-    luaL_setmetatable(L, type);
+    lua_newuserdata(L, 0);
+    lua_createtable(L, 2, 0);
     lua_pushvalue(L, data_idx);
-    lua_setiuservalue(L, -2, VC_UV_DATA);
+    lua_rawseti(L, -2, VC_RECORD_DATA);
+    lua_setuservalue(L, -2);
+    luaL_setmetatable(L, type);
 }
 
-/* __index: the methods (upvalue 1), then the fields. */
+void vc_record_get(lua_State *L, int idx, int slot) {
+    lua_getuservalue(L, idx);
+    if (lua_istable(L, -1)) lua_rawgeti(L, -1, slot);
+    else lua_pushnil(L);
+    lua_remove(L, -2);
+}
+
+void vc_record_set(lua_State *L, int idx, int slot) {
+    idx = lua_absindex(L, idx);
+    lua_getuservalue(L, idx);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, slot);
+    lua_pop(L, 1);
+}
+
+/* __index: the methods (upvalue 2), then the fields. */
 static int record_index(lua_State *L) {
     luaL_checktype(L, 1, LUA_TUSERDATA);
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-    if (lua_getiuservalue(L, 1, VC_UV_DATA) != LUA_TTABLE) return 0;
+    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+    vc_record_get(L, 1, VC_RECORD_DATA);
+    if (!lua_istable(L, -1)) return 0;
     lua_pushvalue(L, 2);
     lua_rawget(L, -2);
     return 1;
@@ -53,31 +73,32 @@ static void push_copy(lua_State *L, int idx, int depth) {
 /* record:totable(): a copy of the data as the API sent it, to keep or change. */
 static int record_totable(lua_State *L) {
     luaL_checktype(L, 1, LUA_TUSERDATA);
-    if (lua_getiuservalue(L, 1, VC_UV_DATA) != LUA_TTABLE) return 0;
+    vc_record_get(L, 1, VC_RECORD_DATA);
+    if (!lua_istable(L, -1)) return 0;
     push_copy(L, -1, 0);
     return 1;
 }
 
-/* Registers the record type `type` with its own meta and methods, exposed
- * to the Lua layer as core[module_field] (the methods table). Stack at
- * entry: module, encode, decode, null (the shared upvalues). */
+/* Registers the record type `type` with its own meta. Its methods table is
+ * core[module_field], which the Lua layer fills (voiceclone/job.lua), and
+ * core.totable serves every record. Stack at entry: module (1), ..., state. */
 void vc_record_open(lua_State *L, const char *type, const luaL_Reg *meta,
-                    const luaL_Reg *methods, const char *module_field) {
+                    const char *module_field, int state) {
     static const luaL_Reg shared_meta[] = {
         {"__newindex", record_newindex},
         {NULL, NULL}
     };
-    int upvalues = lua_gettop(L) - VC_UPVALUES + 1, module = upvalues - 1;
-    luaL_newmetatable(L, type);
-    vc_setfuncs(L, shared_meta, upvalues);
-    vc_setfuncs(L, meta, upvalues);
-    lua_newtable(L);
     lua_pushcfunction(L, record_totable);
-    lua_setfield(L, -2, "totable");
-    vc_setfuncs(L, methods, upvalues);
+    lua_setfield(L, 1, "totable");
+    luaL_newmetatable(L, type);
+    vc_setfuncs(L, shared_meta, state);
+    vc_setfuncs(L, meta, state);
+    lua_newtable(L);
     lua_pushvalue(L, -1);
-    lua_setfield(L, module, module_field);
-    lua_pushcclosure(L, record_index, 1);
+    lua_setfield(L, 1, module_field);
+    lua_pushvalue(L, state);
+    lua_insert(L, -2);
+    lua_pushcclosure(L, record_index, 2);   /* state, methods */
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 }

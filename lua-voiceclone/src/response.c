@@ -36,17 +36,19 @@ long vc_utf8_length(const char *s, size_t len) {
     return count;
 }
 
-/* Maps lua-cjson's decoding to plain Lua values, in place: null becomes an
- * absent field, and integral numbers (cjson decodes all as floats) become
- * integers, as the API means them. */
+/* Maps lua-cjson's decoding to plain Lua values, in place: a null field
+ * becomes an absent one (a null inside an array keeps its place, as
+ * voiceclone.null, so # and ipairs see every item), and integral numbers
+ * (cjson decodes all as floats) become integers, as the API means them. */
 void vc_response_normalize(lua_State *L, int idx, int depth) {
     idx = lua_absindex(L, idx);
     if (depth > MAX_DEPTH) return;
     luaL_checkstack(L, 4, NULL);
+    vc_push_state(L, VC_NULL);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_Integer n;
-        if (lua_rawequal(L, -1, VC_NULL)) {
+        if (lua_rawequal(L, -1, -3) && lua_type(L, -2) == LUA_TSTRING) {
             lua_pushvalue(L, -2);
             lua_pushnil(L);
             lua_rawset(L, idx);   /* changing a present field is safe mid-traversal */
@@ -60,6 +62,7 @@ void vc_response_normalize(lua_State *L, int idx, int depth) {
         }
         lua_pop(L, 1);
     }
+    lua_pop(L, 1);
 }
 
 /* Pushes the value at a dotted path under the table at idx, or nothing and
@@ -126,16 +129,16 @@ static void push_excerpt(lua_State *L, const char *body, size_t len, size_t limi
 }
 
 /* Adds status, code and request_id (found in the decoded body at idx, which
- * may be nil; scrubbed of the key when c is given) to the error at the top. */
-static void add_details(lua_State *L, const vc_client *c, int decoded, long status) {
+ * may be nil; scrubbed of the key when secret is given) to the error at the top. */
+static void add_details(lua_State *L, const vc_secret *secret, int decoded, long status) {
     if (status) vc_error_set_integer(L, "status", status);
     if (!lua_istable(L, decoded)) return;
     if (push_first(L, decoded, request_id_paths)) {
-        if (c) vc_client_scrub(L, c);
+        if (secret) vc_secret_scrub(L, secret);
         lua_setfield(L, -2, "request_id");
     }
     if (push_first(L, decoded, code_paths)) {
-        if (c) vc_client_scrub(L, c);
+        if (secret) vc_secret_scrub(L, secret);
         lua_setfield(L, -2, "code");
     }
 }
@@ -162,33 +165,41 @@ int vc_response_table(lua_State *L, const char *where, const char *key) {
     return vc_response_fail(L, -3, "%s has no %s", where, key);
 }
 
+/* The length of s cut to at most max bytes, not inside a UTF-8 character. */
+static size_t utf8_cut(const char *s, size_t len, size_t max) {
+    if (len <= max) return len;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80) max--;
+    return max;
+}
+
 /* nil, err with the server's own words (scrubbed of the key) in it. */
-static int fail_with_server_text(lua_State *L, const vc_client *c, const char *kind,
+static int fail_with_server_text(lua_State *L, const vc_secret *secret, const char *kind,
                                  const char *what, int decoded, const char *body,
                                  size_t len, long status) {
+    size_t text_len;
+    const char *text;
     /* cut long enough that a key straddling the cut is still whole for
      * the scrubbing; the message is cut to MAX_MESSAGE after it */
     if (!(lua_istable(L, decoded) && push_first(L, decoded, message_paths)))
-        push_excerpt(L, body, len,
-                     MAX_MESSAGE + (c->secret_key_json ? strlen(c->secret_key_json) : 0));
-    vc_client_scrub(L, c);
-    if (lua_rawlen(L, -1) > MAX_MESSAGE) {
-        lua_pushlstring(L, lua_tostring(L, -1), MAX_MESSAGE);
+        push_excerpt(L, body, len, MAX_MESSAGE + vc_secret_longest_form(secret));
+    vc_secret_scrub(L, secret);
+    text = lua_tolstring(L, -1, &text_len);
+    if (text_len > MAX_MESSAGE) {
+        lua_pushlstring(L, text, utf8_cut(text, text_len, MAX_MESSAGE));
         lua_replace(L, -2);
     }
     lua_pushfstring(L, lua_rawlen(L, -1) ? "%s: %s" : "%s", what, lua_tostring(L, -1));
     lua_pushnil(L);
     vc_error_push(L, kind, lua_tostring(L, -2));
-    add_details(L, c, decoded, status);
+    add_details(L, secret, decoded, status);
     return 2;
 }
 
 /* nil and a "network" or "timeout" error for a transfer libcurl failed. */
-int vc_response_transport_error(lua_State *L, const vc_transfer *x) {
-    const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result);
-    int timeout = x->result == CURLE_OPERATION_TIMEDOUT;
-    vc_fail(L, timeout ? "timeout" : "network", NULL, "%s", why);
-    switch (x->result) {
+int vc_response_transport_error(lua_State *L, const vc_outcome *o) {
+    int timeout = o->result == CURLE_OPERATION_TIMEDOUT;
+    vc_fail(L, timeout ? "timeout" : "network", NULL, "%s", o->error);
+    switch (o->result) {
     case CURLE_COULDNT_RESOLVE_HOST: case CURLE_COULDNT_CONNECT:
     case CURLE_OPERATION_TIMEDOUT: case CURLE_SEND_ERROR: case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING: case CURLE_PARTIAL_FILE: case CURLE_HTTP2:
@@ -198,36 +209,37 @@ int vc_response_transport_error(lua_State *L, const vc_transfer *x) {
     default:
         break;
     }
-    vc_error_set_integer(L, "curl_code", x->result);
+    vc_error_set_integer(L, "curl_code", o->result);
     return 2;
 }
 
-int vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
+int vc_response_decode(lua_State *L, const vc_secret *secret, const vc_outcome *o,
                        const char *response_key) {
-    const char *body = x->response.data ? x->response.data : "";
-    size_t len = x->response.len;
+    const char *body = o->body;
+    size_t len = o->len;
     int decoded;
 
-    if (x->too_large)
+    if (o->too_large)
         return vc_fail(L, "decode", NULL, "the response body is too large for this API");
-    if (x->result != CURLE_OK) return vc_response_transport_error(L, x);
+    if (o->result != CURLE_OK) return vc_response_transport_error(L, o);
 
-    lua_pushvalue(L, VC_DECODE);
-    lua_pushlstring(L, body, len);
+    vc_push_state(L, VC_DECODE);
+    lua_pushvalue(L, -2);
     lua_call(L, 1, 2);            /* cjson.safe: value, or nil and a message */
     lua_pop(L, 1);
     decoded = lua_gettop(L);
 
-    if (x->status < 200 || x->status > 299) {
-        lua_pushfstring(L, "HTTP %d", (int)x->status);
-        fail_with_server_text(L, c, "http", lua_tostring(L, -1), decoded, body, len, x->status);
+    if (o->status < 200 || o->status > 299) {
+        lua_pushfstring(L, "HTTP %d", (int)o->status);
+        fail_with_server_text(L, secret, "http", lua_tostring(L, -1), decoded, body, len,
+                              o->status);
         vc_error_set_boolean(L, "retryable",
-                             x->status == 408 || x->status == 429 || x->status >= 500);
+                             o->status == 408 || o->status == 429 || o->status >= 500);
         return 2;
     }
     if (lua_isnil(L, decoded))
         return vc_fail(L, "decode", NULL, "the response is not JSON (HTTP %d, %d bytes)",
-                       (int)x->status, (int)len);
+                       (int)o->status, (int)len);
     while (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n') body++;
     if (!lua_istable(L, decoded) || *body != '{')   /* an array decodes to a table too */
         return vc_fail(L, "decode", NULL, "the response is not a JSON object");
@@ -235,8 +247,8 @@ int vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
     lua_getfield(L, decoded, response_key);
     if (!lua_istable(L, -1)) {
         lua_pushfstring(L, "the response has no %s", response_key);
-        return fail_with_server_text(L, c, "api", lua_tostring(L, -1), decoded, "", 0,
-                                     x->status);
+        return fail_with_server_text(L, secret, "api", lua_tostring(L, -1), decoded, "", 0,
+                                     o->status);
     }
     vc_response_normalize(L, decoded, 0);
     return 0;

@@ -2,7 +2,8 @@
  * The HTTP transport: one libcurl multi handle per client, driven through
  * curl_multi_socket_action. Every request of a client shares its connection
  * cache (keep-alive, and HTTP/2 multiplexing where the server offers it),
- * up to max_in_flight at once.
+ * with at most max_in_flight on the wire; the others wait their turn in
+ * order.
  *
  * libcurl tells us which sockets to watch and when its next timeout is due
  * (on_socket, on_timer); vc_transport_drive polls exactly those, so the same
@@ -19,10 +20,51 @@
 #include "vc.h"
 
 /* A body larger than this is not an answer of this API: stop reading. */
-#define VC_MAX_RESPONSE (16u * 1024u * 1024u)
-
-/* New requests handed to libcurl per drive (see add_pending). */
+#define MAX_RESPONSE (16u * 1024u * 1024u)
+/* An idle transfer keeps a response buffer up to this size for the next one. */
+#define KEEP_RESPONSE (16u * 1024u)
+/* New requests handed to libcurl per drive (see hand_over). */
 #define START_PER_DRIVE 16
+
+/* Where a transfer is in its life. IDLE, QUEUED and ENDED each have a list;
+ * ENDED ones leave theirs (REPORTED) once the owner was told. A DETACHED
+ * one belongs to its owner alone while its answer is read. */
+typedef enum { IDLE, FILLING, QUEUED, RUNNING, ENDED, REPORTED, DETACHED } transfer_state;
+
+struct vc_transfer {
+    transfer_state state;
+    void *owner;                   /* who is told when it ends; NULL while IDLE */
+    CURL *easy;                    /* while RUNNING only: handles are pooled */
+    vc_buffer body;                /* the request: holds the credentials */
+    vc_buffer response;            /* NUL-terminated once ENDED */
+    FILE *sink;                    /* a download's file, else the body goes to response */
+    CURLU *route;                  /* an API call's parsed URL (the client's) */
+    char errbuf[CURL_ERROR_SIZE];
+    CURLcode result;
+    long status;
+    int too_large, write_failed;   /* why on_body stopped it */
+    vc_transfer *prev, *next;      /* in the list of its state */
+    vc_transfer *prev_all, *next_all;   /* every transfer but DETACHED ones */
+};
+
+typedef struct transfer_list {
+    vc_transfer *head, *tail;
+} transfer_list;
+
+struct vc_transport {
+    CURLM *multi;
+    struct curl_slist *headers;
+    vc_transport_options options;
+    vc_transfer *all;
+    transfer_list idle, queued, ended;
+    int running;
+    CURL **easy_pool;              /* handles of ended transfers, kept warm */
+    int easy_pooled;
+    struct pollfd *sockets;        /* what libcurl wants watched */
+    struct pollfd *ready;          /* scratch: the ones poll found ready */
+    int nsockets, sockets_cap;
+    double timer_due;              /* vc_now() when libcurl wants a timeout action; -1: none */
+};
 
 double vc_now(void) {
     struct timespec ts;
@@ -30,39 +72,38 @@ double vc_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* ---- buffers ----------------------------------------------------------- */
+/* ---- lists ------------------------------------------------------------- */
 
-int vc_buffer_add(vc_buffer *b, const char *s, size_t n) {
-    if (n > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 1024;
-        char *data;
-        while (cap - b->len < n) {
-            if (cap > (size_t)-1 / 2) return -1;
-            cap *= 2;
-        }
-        data = realloc(b->data, cap);
-        if (!data) return -1;
-        b->data = data;
-        b->cap = cap;
+static void list_push(transfer_list *l, vc_transfer *x) {
+    x->next = NULL;
+    x->prev = l->tail;
+    if (l->tail) l->tail->next = x;
+    else l->head = x;
+    l->tail = x;
+}
+
+static void list_remove(transfer_list *l, vc_transfer *x) {
+    if (x->prev) x->prev->next = x->next;
+    else l->head = x->next;
+    if (x->next) x->next->prev = x->prev;
+    else l->tail = x->prev;
+    x->prev = x->next = NULL;
+}
+
+static transfer_list *list_of(vc_transport *t, transfer_state state) {
+    switch (state) {
+    case IDLE: return &t->idle;
+    case QUEUED: return &t->queued;
+    case ENDED: return &t->ended;
+    default: return NULL;
     }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    return 0;
 }
 
-void vc_buffer_wipe(vc_buffer *b) {
-    /* volatile: the compiler may not drop a wipe of memory it sees freed later */
-    volatile char *p = b->data;
-    size_t i;
-    for (i = 0; i < b->len; i++) p[i] = 0;
-    b->len = 0;
-}
-
-void vc_buffer_free(vc_buffer *b) {
-    vc_buffer_wipe(b);
-    free(b->data);
-    b->data = NULL;
-    b->cap = 0;
+static void set_state(vc_transport *t, vc_transfer *x, transfer_state state) {
+    transfer_list *from = list_of(t, x->state), *to = list_of(t, state);
+    if (from) list_remove(from, x);
+    x->state = state;
+    if (to) list_push(to, x);
 }
 
 /* ---- the sockets and the timer libcurl asks for ------------------------ */
@@ -124,60 +165,70 @@ static void global_init_once(void) {
     }
 }
 
-int vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms,
-                      int max_in_flight, int multiplex) {
+vc_transport *vc_transport_new(const vc_transport_options *o) {
     static const char *const headers[] = {
         "Content-Type: application/json",
         "Accept: application/json",
         "Expect:",                   /* no 100-continue round trip */
     };
+    vc_transport *t;
     size_t i;
     global_init_once();
-    t->timeout_ms = timeout_ms;
-    t->connect_timeout_ms = connect_timeout_ms;
-    t->max_in_flight = max_in_flight;
-    t->multiplex = multiplex;
+    t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->options = *o;
     t->timer_due = -1;
     t->multi = curl_multi_init();
-    if (!t->multi) return -1;
+    t->easy_pool = calloc((size_t)o->max_in_flight, sizeof *t->easy_pool);
+    if (!t->multi || !t->easy_pool) {
+        vc_transport_free(t, NULL);
+        return NULL;
+    }
     curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
     curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
     /* as many connections as requests in flight, and all kept for reuse */
-    curl_multi_setopt(t->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_in_flight);
-    curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, (long)max_in_flight);
+    curl_multi_setopt(t->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)o->max_in_flight);
+    curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, (long)o->max_in_flight);
     for (i = 0; i < sizeof headers / sizeof *headers; i++) {
         struct curl_slist *h = curl_slist_append(t->headers, headers[i]);
-        if (!h) return -1;
+        if (!h) {
+            vc_transport_free(t, NULL);
+            return NULL;
+        }
         t->headers = h;
     }
-    return 0;
+    return t;
 }
 
-void vc_transport_release(vc_transport *t) {
-    while (t->transfers) {
-        vc_transfer *x = t->transfers;
-        t->transfers = x->next;
+void vc_transfer_free(vc_transfer *x) {
+    if (x->sink) fclose(x->sink);
+    vc_buffer_free(&x->body);
+    vc_buffer_free(&x->response);
+    free(x);
+}
+
+void vc_transport_free(vc_transport *t, void (*orphan)(void *owner)) {
+    int i;
+    if (!t) return;
+    while (t->all) {
+        vc_transfer *x = t->all;
+        t->all = x->next_all;
+        if (x->owner && orphan) orphan(x->owner);
         if (x->easy) {
-            if (x->in_multi) curl_multi_remove_handle(t->multi, x->easy);
+            curl_multi_remove_handle(t->multi, x->easy);
             curl_easy_cleanup(x->easy);
         }
-        if (x->sink) fclose(x->sink);   /* a download cut short: its temporary file stays */
-        vc_buffer_free(&x->request);
-        vc_buffer_free(&x->response);
-        free(x);
+        vc_transfer_free(x);
     }
+    for (i = 0; i < t->easy_pooled; i++) curl_easy_cleanup(t->easy_pool[i]);
+    free(t->easy_pool);
     if (t->multi) curl_multi_cleanup(t->multi);
-    t->multi = NULL;
     curl_slist_free_all(t->headers);
-    t->headers = NULL;
-    t->idle = t->finished = t->finished_last = t->pending = t->pending_last = NULL;
     free(t->sockets);
     free(t->ready);
-    t->sockets = t->ready = NULL;
-    t->nsockets = t->sockets_cap = 0;
-    t->in_flight = 0;
+    free(t);
 }
 
 /* ---- transfers --------------------------------------------------------- */
@@ -190,172 +241,218 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
         x->write_failed = 1;
         return 0;
     }
-    if (x->response.len + n > VC_MAX_RESPONSE) {
+    if (x->response.len + n > MAX_RESPONSE) {
         x->too_large = 1;
         return 0;   /* aborts the transfer with CURLE_WRITE_ERROR */
     }
     return vc_buffer_add(&x->response, data, n) == 0 ? n : 0;
 }
 
-/* max_in_flight requests are on the wire: wait for one to end. */
-int vc_transport_full(const vc_transport *t) {
-    return t->in_flight >= t->max_in_flight;
+static void own(vc_transport *t, vc_transfer *x) {
+    x->prev_all = NULL;
+    x->next_all = t->all;
+    if (t->all) t->all->prev_all = x;
+    t->all = x;
 }
 
-/* An idle transfer, or NULL when the transport is full or memory ran out. */
-vc_transfer *vc_transport_acquire(vc_transport *t) {
-    vc_transfer *x = t->idle;
-    if (vc_transport_full(t)) return NULL;
+vc_transfer *vc_transport_acquire(vc_transport *t, void *owner) {
+    vc_transfer *x = t->idle.head;
     if (x) {
-        t->idle = x->next_idle;
+        list_remove(&t->idle, x);
     } else {
         x = calloc(1, sizeof *x);
         if (!x) return NULL;
-        x->easy = curl_easy_init();
-        if (!x->easy) {
-            free(x);
-            return NULL;
-        }
-        /* an API answer is small: a 16 KiB read buffer per request is waste */
-        curl_easy_setopt(x->easy, CURLOPT_BUFFERSIZE, 4096L);
-        x->next = t->transfers;
-        t->transfers = x;
+        own(t, x);
     }
-    x->busy = 1;
-    x->request.len = x->response.len = 0;
+    x->state = FILLING;
+    x->owner = owner;
+    x->response.len = 0;
     x->errbuf[0] = '\0';
     x->result = CURLE_OK;
     x->status = 0;
-    x->done = x->too_large = x->in_task = x->queued = x->write_failed = 0;
+    x->too_large = x->write_failed = 0;
     x->sink = NULL;
+    x->route = NULL;
     return x;
 }
 
-/* Gives x back for the next request; its response stays readable until then. */
-void vc_transport_recycle(vc_transport *t, vc_transfer *x) {
-    vc_buffer_wipe(&x->request);
-    if (!x->busy) return;
-    x->busy = 0;
-    x->next_idle = t->idle;
-    t->idle = x;
+vc_buffer *vc_transfer_body(vc_transfer *x) {
+    return &x->body;
 }
 
-/* The transfers tasks wait on that ended since the last call. */
-vc_transfer *vc_transport_finished(vc_transport *t) {
-    vc_transfer *list = t->finished;
-    t->finished = t->finished_last = NULL;
-    return list;
+static void submit(vc_transport *t, vc_transfer *x) {
+    set_state(t, x, QUEUED);   /* handed to libcurl by a drive, in order */
 }
 
-static void finished(vc_transfer *x, CURLcode result) {
-    x->result = result;
-    x->done = 1;
-    /* NUL-terminated, so the body can be read as a C string */
-    if (vc_buffer_add(&x->response, "", 1) == 0) x->response.len--;
-    else if (x->result == CURLE_OK) x->result = CURLE_OUT_OF_MEMORY;
+void vc_transport_post(vc_transport *t, vc_transfer *x, CURLU *url) {
+    x->route = url;
+    submit(t, x);
 }
 
-/* Options every request shares; then the request is handed to libcurl. */
-static void start(vc_transport *t, vc_transfer *x) {
-    CURL *e = x->easy;
+/* The URL waits in the body buffer, which a GET does not use otherwise. */
+int vc_transport_get(vc_transport *t, vc_transfer *x, const char *url, FILE *sink) {
+    x->body.len = 0;
+    if (vc_buffer_add(&x->body, url, strlen(url) + 1) != 0) return -1;
+    x->sink = sink;
+    submit(t, x);
+    return 0;
+}
+
+int vc_transfer_done(const vc_transfer *x) {
+    return x->state == ENDED || x->state == REPORTED;
+}
+
+void vc_transfer_outcome(const vc_transfer *x, vc_outcome *out) {
+    out->result = x->result;
+    out->status = x->status;
+    out->too_large = x->too_large;
+    out->write_failed = x->write_failed;
+    out->error = x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result);
+    out->body = x->response.data ? x->response.data : "";
+    out->len = x->response.len;
+}
+
+int vc_transfer_close_sink(vc_transfer *x) {
+    int failed = 0;
+    if (x->sink) failed = fclose(x->sink) != 0;
+    x->sink = NULL;
+    return failed || x->write_failed ? -1 : 0;
+}
+
+/* An easy handle for x from the pool, set up with what every request shares. */
+static CURL *take_easy(vc_transport *t) {
+    CURL *e = t->easy_pooled ? t->easy_pool[--t->easy_pooled] : curl_easy_init();
+    if (!e) return NULL;
     curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-voiceclone/" VC_VERSION);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, t->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, t->options.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);     /* never SIGALRM a host */
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    /* an API answer is small: a 16 KiB read buffer per request is waste */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     /* Over TLS, wait for a connection that may turn out HTTP/2 and multiplex
      * rather than open another; plain HTTP/1.1 never multiplexes. */
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, (long)t->multiplex);
-    /* handed to libcurl by the next drive, a few at a time */
-    x->next_pending = NULL;
-    if (t->pending) t->pending_last->next_pending = x;
-    else t->pending = x;
-    t->pending_last = x;
-    t->in_flight++;
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, (long)t->options.multiplex);
+    return e;
 }
 
-/* An API call: POSTs x->request as JSON; x->done once it ended. */
-void vc_transport_start(vc_transport *t, vc_transfer *x, CURLU *url) {
+static void give_back_easy(vc_transport *t, CURL *e) {
+    if (t->easy_pooled < t->options.max_in_flight) t->easy_pool[t->easy_pooled++] = e;
+    else curl_easy_cleanup(e);
+}
+
+static void set_request(vc_transport *t, vc_transfer *x) {
     CURL *e = x->easy;
-    curl_easy_setopt(e, CURLOPT_CURLU, url);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->request.data);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->request.len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 0L);
-    start(t, x);
-}
-
-/* A download: GETs url into x->sink. A file may take long: instead of a
- * total time limit, it fails when nothing arrives for the client's timeout. */
-void vc_transport_get(vc_transport *t, vc_transfer *x, const char *url) {
-    CURL *e = x->easy;
-    curl_easy_setopt(e, CURLOPT_CURLU, NULL);          /* else it wins over CURLOPT_URL */
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);   /* storage often redirects */
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (t->timeout_ms + 999) / 1000);
-    start(t, x);
-}
-
-/* x ended: its result is in, and a task waiting on it will be told. */
-static void ended(vc_transport *t, vc_transfer *x, CURLcode result) {
-    finished(x, result);
-    t->in_flight--;
-    if (x->in_task) {   /* kept in the order they ended */
-        x->queued = 1;
-        x->next_finished = NULL;
-        if (t->finished) t->finished_last->next_finished = x;
-        else t->finished = x;
-        t->finished_last = x;
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    if (x->route) {   /* an API call: POST the body as JSON */
+        curl_easy_setopt(e, CURLOPT_URL, NULL);
+        curl_easy_setopt(e, CURLOPT_CURLU, x->route);
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body.data);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.len);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->options.timeout_ms);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 0L);
+    } else {   /* a download: a file may take long, so it fails when it stalls */
+        curl_easy_setopt(e, CURLOPT_CURLU, NULL);   /* else it wins over CURLOPT_URL */
+        curl_easy_setopt(e, CURLOPT_URL, x->body.data);
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);   /* storage often redirects */
+        curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (t->options.timeout_ms + 999) / 1000);
     }
 }
 
-static void collect_finished(vc_transport *t) {
+/* x ended: its result is in, its handle goes back to the pool, and its
+ * owner will be among the finished ones. */
+static void end(vc_transport *t, vc_transfer *x, CURLcode result) {
+    if (x->easy) {
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+        curl_multi_remove_handle(t->multi, x->easy);   /* its connection goes back to the cache */
+        give_back_easy(t, x->easy);
+        x->easy = NULL;
+        t->running--;
+    }
+    x->result = result;
+    /* NUL-terminated, so the body can be read as a C string */
+    if (vc_buffer_add(&x->response, "", 1) == 0) x->response.len--;
+    else if (x->result == CURLE_OK) x->result = CURLE_OUT_OF_MEMORY;
+    set_state(t, x, ENDED);
+}
+
+void vc_transfer_detach(vc_transport *t, vc_transfer *x) {
+    if (x->prev_all) x->prev_all->next_all = x->next_all;
+    else t->all = x->next_all;
+    if (x->next_all) x->next_all->prev_all = x->prev_all;
+    set_state(t, x, DETACHED);
+    x->owner = NULL;
+}
+
+void vc_transport_recycle(vc_transport *t, vc_transfer *x) {
+    if (x->state == IDLE) return;
+    if (x->state == DETACHED) own(t, x);
+    if (x->state == RUNNING) {
+        curl_multi_remove_handle(t->multi, x->easy);
+        give_back_easy(t, x->easy);
+        x->easy = NULL;
+        t->running--;
+    }
+    if (x->sink) fclose(x->sink);
+    x->sink = NULL;
+    vc_buffer_wipe(&x->body);
+    if (x->response.cap > KEEP_RESPONSE) vc_buffer_free(&x->response);
+    else vc_buffer_wipe(&x->response);
+    x->owner = NULL;
+    set_state(t, x, IDLE);
+}
+
+static void collect_ended(vc_transport *t) {
     CURLMsg *msg;
     int left;
     while ((msg = curl_multi_info_read(t->multi, &left))) {
         vc_transfer *x;
         if (msg->msg != CURLMSG_DONE) continue;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &x->status);
-        /* back to the connection cache at once, for the next request */
-        curl_multi_remove_handle(t->multi, x->easy);
-        x->in_multi = 0;
-        ended(t, x, msg->data.result);
+        end(t, x, msg->data.result);
     }
 }
 
-/* Hands libcurl at most START_PER_DRIVE new requests: each may open a
- * connection, and a thousand connects in one call would stall a frame. */
-static void add_pending(vc_transport *t) {
+/* Hands libcurl at most START_PER_DRIVE queued requests, within
+ * max_in_flight: each may open a connection, and a thousand connects in one
+ * call would stall a frame. */
+static void hand_over(vc_transport *t) {
     int n;
-    for (n = 0; n < START_PER_DRIVE && t->pending; n++) {
-        vc_transfer *x = t->pending;
-        t->pending = x->next_pending;
-        if (curl_multi_add_handle(t->multi, x->easy) == CURLM_OK) x->in_multi = 1;
-        else ended(t, x, CURLE_FAILED_INIT);
+    for (n = 0; n < START_PER_DRIVE && t->queued.head &&
+                t->running < t->options.max_in_flight; n++) {
+        vc_transfer *x = t->queued.head;
+        set_state(t, x, RUNNING);
+        x->easy = take_easy(t);
+        if (!x->easy) {
+            end(t, x, CURLE_OUT_OF_MEMORY);
+            continue;
+        }
+        set_request(t, x);
+        t->running++;
+        if (curl_multi_add_handle(t->multi, x->easy) != CURLM_OK) end(t, x, CURLE_FAILED_INIT);
     }
-    if (!t->pending) t->pending_last = NULL;
 }
 
-/* Waits up to `wait` seconds for a watched socket or libcurl's timer, then
- * lets libcurl act on what is ready. Transfers that ended are marked done. */
+static int can_hand_over(const vc_transport *t) {
+    return t->queued.head && t->running < t->options.max_in_flight;
+}
+
 void vc_transport_drive(vc_transport *t, double wait) {
     int i, nready = 0, running, timeout_ms;
-    add_pending(t);
-    if (t->pending) wait = 0;   /* more to hand over at once */
+    hand_over(t);
+    if (can_hand_over(t) || t->ended.head) wait = 0;   /* more to do at once */
     if (t->timer_due >= 0) {
         double until = t->timer_due - vc_now();
         if (until < wait) wait = until > 0 ? until : 0;
@@ -377,10 +474,32 @@ void vc_transport_drive(vc_transport *t, double wait) {
         t->timer_due = -1;   /* libcurl sets a new one if it needs it */
         curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     }
-    collect_finished(t);
+    collect_ended(t);
 }
 
-/* Drives until x is done: a blocking call. */
-void vc_transport_wait(vc_transport *t, vc_transfer *x) {
-    while (!x->done) vc_transport_drive(t, 1.0);
+int vc_transport_finished(const vc_transport *t) {
+    const vc_transfer *x;
+    int n = 0;
+    for (x = t->ended.head; x; x = x->next) n++;
+    return n;
+}
+
+void *vc_transport_take_finished(vc_transport *t) {
+    vc_transfer *x = t->ended.head;
+    if (!x) return NULL;
+    set_state(t, x, REPORTED);
+    return x->owner;
+}
+
+double vc_transport_due(const vc_transport *t) {
+    double left;
+    if (can_hand_over(t) || t->ended.head) return 0;
+    if (t->timer_due < 0) return -1;
+    left = t->timer_due - vc_now();
+    return left > 0 ? left : 0;
+}
+
+int vc_transport_sockets(const vc_transport *t, const struct pollfd **sockets) {
+    *sockets = t->sockets;
+    return t->nsockets;
 }

@@ -1,141 +1,176 @@
 /*
- * voiceclone.core: internal interface shared by the C files.
+ * voiceclone.core: the internal interface the C files share.
  *
- * The split: client.c, job.c and model.c each own one userdata type;
- * request.c checks the documented rules and builds the wire tables;
- * response.c turns HTTP answers into Lua values or errors; transport.c
- * moves bytes with libcurl; error.c builds the error objects.
+ * The layout: client.c, call.c (the Request in flight), job.c and model.c
+ * each own one userdata type; secret.c keeps the credentials and scrubs
+ * them from what comes back; download.c starts file transfers; loop.c
+ * gives the Lua scheduler and outside event loops what they wait on;
+ * rules.c checks the documented rules and builds the wire payloads;
+ * response.c turns answers into values or errors; transport.c and
+ * buffer.c move bytes with libcurl; error.c builds the error objects.
  *
- * Every C function of the module has the same three upvalues: the
- * module's own lua-cjson instance (see VC_UPVALUES).
+ * One source for Lua 5.1 to 5.4 and LuaJIT: the 5.3 API, through
+ * lua-compat-5.3 where it is missing (compiled once, in compat.c).
  */
 #ifndef VC_H
 #define VC_H
 
+#include <assert.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <curl/curl.h>
+
 #include <lua.h>
 #include <lauxlib.h>
+#if LUA_VERSION_NUM < 503        /* 5.1, 5.2, LuaJIT; 5.3 and 5.4 need nothing */
+#define COMPAT53_PREFIX vc_compat53
+#include "compat-5.3.h"
+#endif
 
 /* Only luaopen_voiceclone_core leaves the library (-fvisibility=hidden). */
 #define VC_EXPORT __attribute__((visibility("default")))
 
 #define VC_VERSION "0.2.0"
 
-#define VC_CLIENT "voiceclone.Client"
-#define VC_JOB    "voiceclone.Job"
-#define VC_MODEL  "voiceclone.Model"
-#define VC_ERROR  "voiceclone.Error"
-
-/* Upvalues of every function: our own cjson.safe instance. */
-#define VC_UPVALUES  3
-#define VC_ENCODE    lua_upvalueindex(1)
-#define VC_DECODE    lua_upvalueindex(2)
-#define VC_NULL      lua_upvalueindex(3)
+#define VC_CLIENT  "voiceclone.Client"
+#define VC_REQUEST "voiceclone.Request"
+#define VC_JOB     "voiceclone.Job"
+#define VC_MODEL   "voiceclone.Model"
+#define VC_ERROR   "voiceclone.Error"
 
 #define VC_PATH_JOB    "/release/job"
 #define VC_PATH_MODELS "/release/music_model"
 
-/* A growable byte buffer in C memory, owned by whatever embeds it. */
+/* The service's int: the largest timeout, offset, ... it takes. */
+#define VC_INT_MAX 2147483647
+
+/* Every C function has one upvalue, the module state: a table holding our
+ * own lua-cjson instance at these indexes. */
+#define VC_STATE lua_upvalueindex(1)
+enum { VC_ENCODE = 1, VC_DECODE, VC_NULL, VC_STATE_SIZE = VC_NULL };
+void vc_push_state(lua_State *L, int slot);   /* pushes state[slot] */
+
+/* The stack top a function expects at a point, checked in debug builds. */
+#define VC_STACK(L, top) assert(lua_gettop(L) == (top))
+
+/* Registers funcs into the table at the top with the module state as upvalue;
+ * state is its stack index (at open time) or VC_STATE (from a C function). */
+void vc_setfuncs(lua_State *L, const luaL_Reg *funcs, int state);
+
+/* ---- buffer.c: growable bytes in C memory ------------------------------ */
+
 typedef struct vc_buffer {
     char *data;
     size_t len, cap;
 } vc_buffer;
 
-int  vc_buffer_add(vc_buffer *b, const char *s, size_t n); /* 0 on success */
-void vc_buffer_wipe(vc_buffer *b);                          /* zero, keep memory */
-void vc_buffer_free(vc_buffer *b);
+int  vc_buffer_add(vc_buffer *b, const char *s, size_t n);   /* 0 on success */
+int  vc_buffer_put(void *buffer, const char *s, size_t n);   /* the same, as a vc_put */
+void vc_buffer_wipe(vc_buffer *b);                           /* zero, keep memory */
+void vc_buffer_free(vc_buffer *b);                           /* zero, then free */
+void vc_wipe(void *p, size_t n);                             /* not optimised away */
 
-/* One HTTP exchange: an easy handle and its buffers, owned by a client. */
-typedef struct vc_transfer {
-    CURL *easy;
-    vc_buffer request;           /* the body sent: holds the credentials */
-    vc_buffer response;          /* NUL-terminated once done */
-    char errbuf[CURL_ERROR_SIZE];
-    CURLcode result;
-    long status;
-    int busy;                    /* handed out, not yet recycled */
-    int in_multi, done, too_large;
-    int in_task;                 /* a task waits on it */
-    int queued;                  /* in t->finished, not yet handed to the scheduler */
-    const struct vc_call *call;  /* what to make of the answer */
-    struct vc_transfer *next_idle;     /* in t->idle while not busy */
-    struct vc_transfer *next_finished; /* in t->finished: done, its task to resume */
-    struct vc_transfer *next_pending;  /* in t->pending: not handed to libcurl yet */
-    FILE *sink;                  /* a download's file, else the body goes to response */
-    int write_failed;
-    struct vc_transfer *next;
-} vc_transfer;
+/* ---- transport.c: HTTP exchanges on a libcurl multi handle ------------- */
 
-/* Owns every transfer it hands out, busy or idle, so a Lua error raised
- * while one is in use leaks nothing: the client's release frees them all. */
-typedef struct vc_transport {
-    CURLM *multi;
-    struct curl_slist *headers;
-    vc_transfer *transfers;      /* all of them; idle ones keep their easy handles warm */
-    vc_transfer *idle;           /* the ones free for the next request */
-    vc_transfer *finished;       /* tasks' transfers done since the last vc_transport_finished, */
-    vc_transfer *finished_last;  /* in the order they ended */
-    vc_transfer *pending, *pending_last;   /* started, for the next drive to hand over */
-    int in_flight, max_in_flight; /* requests started and not ended */
-    struct pollfd *sockets;      /* what libcurl wants watched */
-    struct pollfd *ready;        /* scratch: the ones poll found ready */
-    int nsockets, sockets_cap;
-    double timer_due;            /* vc_now() when libcurl wants a timeout action; -1: none */
-    int multiplex;               /* https: requests may share an HTTP/2 connection */
+typedef struct vc_transport vc_transport;   /* private to transport.c */
+typedef struct vc_transfer vc_transfer;     /* one exchange; private too */
+
+typedef struct vc_transport_options {
     long timeout_ms, connect_timeout_ms;
-} vc_transport;
+    int max_in_flight;
+    int multiplex;                           /* https: share HTTP/2 connections */
+} vc_transport_options;
 
-/* transport.c */
-double vc_now(void);             /* monotonic seconds */
-int  vc_transport_init(vc_transport *t, long timeout_ms, long connect_timeout_ms,
-                       int max_in_flight, int multiplex);
-void vc_transport_release(vc_transport *t);
-int  vc_transport_full(const vc_transport *t);
-vc_transfer *vc_transport_acquire(vc_transport *t);
-void vc_transport_recycle(vc_transport *t, vc_transfer *x);   /* response stays readable */
-vc_transfer *vc_transport_finished(vc_transport *t);   /* takes the list */
-void vc_transport_start(vc_transport *t, vc_transfer *x, CURLU *url);     /* POST x->request */
-void vc_transport_get(vc_transport *t, vc_transfer *x, const char *url);   /* GET into x->sink */
+/* What an ended transfer got. */
+typedef struct vc_outcome {
+    CURLcode result;                         /* CURLE_OK, or why it ended early */
+    long status;                             /* HTTP status; 0: none */
+    int too_large;                           /* the body passed the limit */
+    int write_failed;                        /* a download's file could not be written */
+    const char *error;                       /* libcurl's own words */
+    const char *body;                        /* NUL-terminated */
+    size_t len;
+} vc_outcome;
+
+double vc_now(void);                         /* monotonic seconds */
+vc_transport *vc_transport_new(const vc_transport_options *o);
+/* Frees every transfer; each one still owned is first handed to orphan(owner). */
+void vc_transport_free(vc_transport *t, void (*orphan)(void *owner));
+
+/* A transfer for owner, its body buffer empty; NULL when memory ran out. */
+vc_transfer *vc_transport_acquire(vc_transport *t, void *owner);
+vc_buffer *vc_transfer_body(vc_transfer *x);
+void vc_transport_post(vc_transport *t, vc_transfer *x, CURLU *url);      /* POST the body */
+/* GET url into sink (which x owns from here); -1: out of memory, nothing taken. */
+int  vc_transport_get(vc_transport *t, vc_transfer *x, const char *url, FILE *sink);
+int  vc_transfer_done(const vc_transfer *x);
+void vc_transfer_outcome(const vc_transfer *x, vc_outcome *out);
+int  vc_transfer_close_sink(vc_transfer *x);   /* 0, or -1 if the file failed */
+/* Stops x if it is still running, wipes it and takes it back (a detached one too). */
+void vc_transport_recycle(vc_transport *t, vc_transfer *x);
+/* An ended x leaves the transport, which will neither free nor orphan it:
+ * its owner reads it, then recycles it or, once the transport is gone, frees it. */
+void vc_transfer_detach(vc_transport *t, vc_transfer *x);
+void vc_transfer_free(vc_transfer *x);
+
+/* Waits up to `wait` seconds for the sockets or the timer, then lets libcurl act. */
 void vc_transport_drive(vc_transport *t, double wait);
-void vc_transport_wait(vc_transport *t, vc_transfer *x);
+int   vc_transport_finished(const vc_transport *t);  /* ended since the last take */
+void *vc_transport_take_finished(vc_transport *t);   /* the owner of one of them, or NULL */
+double vc_transport_due(const vc_transport *t);      /* seconds until a drive is due, -1: none */
+int   vc_transport_sockets(const vc_transport *t, const struct pollfd **sockets);
 
-/* The client as the other files see it (client.c owns it). */
-#define VC_ROUTES 2              /* the API's paths: /release/job, /release/music_model */
+/* ---- secret.c: the credentials, kept in C memory only ------------------ */
 
-typedef struct vc_client {
-    vc_transport transport;
-    char *endpoint;              /* no trailing slash */
-    CURLU *routes[VC_ROUTES];    /* endpoint + path, parsed once */
-    const char *route_paths[VC_ROUTES];
-    char *secret_id;             /* as given */
-    char *envelope;              /* ,"secretId":"..","secretKey":"..", JSON-escaped */
-    size_t envelope_len;
-    char *secret_key;            /* kept only to scrub it from messages, */
-    char *secret_key_json;       /* as is and as a JSON string holds it */
-    int reading;                 /* calls reading their answer: a close waits for them */
-    int open;
-} vc_client;
+typedef struct vc_secret vc_secret;          /* reference-counted, wiped when freed */
+
+vc_secret *vc_secret_new(const char *id, size_t id_len, const char *key, size_t key_len);
+vc_secret *vc_secret_ref(vc_secret *s);
+void vc_secret_unref(vc_secret *s);          /* NULL is fine */
+const char *vc_secret_id(const vc_secret *s);
+/* ,"secretId":"..","secretKey":"..",  : what every body carries */
+const char *vc_secret_envelope(const vc_secret *s, size_t *len);
+/* Replaces the string at the top with a copy where each form of the key reads "***". */
+void vc_secret_scrub(lua_State *L, const vc_secret *s);
+size_t vc_secret_longest_form(const vc_secret *s);
+
+/* ---- client.c ---------------------------------------------------------- */
+
+typedef struct vc_client vc_client;
 
 vc_client *vc_client_check(lua_State *L, int idx);   /* raises if closed */
+vc_transport *vc_client_transport(vc_client *c);
+vc_secret *vc_client_secret(vc_client *c);
+CURLU *vc_client_route(vc_client *c, const char *path);   /* NULL: out of memory */
+/* Pushes the client's table of Lua-side state (created by new). */
+void vc_client_push_table(lua_State *L, int idx);
 
-/* One API call: where it goes, and how its answer becomes results. finish
- * runs with the decoded body and its response object at the top of the
- * calling function's own stack, and returns the number of results. */
+/* ---- call.c: the Request, one exchange in flight ----------------------- */
+
+/* One kind of exchange: an API call (where it goes, and how its answer
+ * becomes results) or, with no path, a download. finish runs with the
+ * Request at 1, its client at 2, what the call was about (the job of a
+ * refresh, the URL of a download) at 3; for an API call the decoded body
+ * and its response object are at the top. It returns the number of results. */
 typedef struct vc_call {
     const char *path, *action, *payload_key, *response_key;
-    int (*finish)(lua_State *L, const struct vc_call *call);
+    int (*finish)(lua_State *L, const struct vc_call *call, const vc_outcome *o);
 } vc_call;
 
-/* Sends {"action":..., credentials, <payload_key>: <payload at top>}. Outside
- * a task it blocks; inside one it yields until the answer is in. Returns
- * what call->finish returns, or nil and an error. */
-int vc_client_call(lua_State *L, int client_idx, const vc_call *call);
-void vc_client_scrub(lua_State *L, const vc_client *c);   /* top string */
+/* With the payload (a wire table, or its JSON text) at the top: starts the
+ * call and pushes its Request (returns 1), or nil and an error (2). The
+ * value at about_idx (0: none) is kept for finish. */
+int vc_call_start(lua_State *L, int client_idx, const vc_call *call, int about_idx);
+/* Starts a download of the URL at url_idx into the file at path (made
+ * here); pushes its Request, or nil and an error. */
+int vc_call_start_download(lua_State *L, int client_idx, const vc_call *call, int url_idx,
+                           const char *path);
+void vc_call_orphan(void *request);          /* its client is being closed */
+void vc_call_open(lua_State *L, int state);
 
-/* error.c */
+/* ---- error.c ----------------------------------------------------------- */
+
 void vc_error_open(lua_State *L);
 void vc_error_push(lua_State *L, const char *kind, const char *message);
 int  vc_fail(lua_State *L, const char *kind, const char *field, const char *fmt, ...);
@@ -143,41 +178,46 @@ void vc_error_set_string(lua_State *L, const char *key, const char *value);
 void vc_error_set_integer(lua_State *L, const char *key, lua_Integer value);
 void vc_error_set_boolean(lua_State *L, const char *key, int value);
 
-/* request.c: each returns 1 with the wire table (or its JSON text) pushed,
- * or 2 (nil, err). */
+/* ---- rules.c: each returns 1 with the payload (a wire table, or its JSON
+ * text) pushed, or 2 (nil, err) ----------------------------------------- */
+
 typedef int (*vc_put)(void *sink, const char *p, size_t n);   /* 0: stored */
 int vc_json_string(const char *s, size_t len, vc_put put, void *sink);
-int vc_request_create_job(lua_State *L, int idx);
-int vc_request_job_id(lua_State *L, int idx);
-int vc_request_custom_id(lua_State *L, int idx);
-int vc_request_list_models(lua_State *L, int offset_idx, int limit_idx);
+int vc_rules_create_job(lua_State *L, int idx);
+int vc_rules_job_id(lua_State *L, int idx);
+int vc_rules_custom_id(lua_State *L, int idx);
+int vc_rules_list_models(lua_State *L, int offset_idx, int limit_idx);
 
-/* response.c */
-int  vc_response_decode(lua_State *L, const vc_client *c, vc_transfer *x,
-                        const char *response_key);       /* as vc_client_call */
+/* ---- response.c -------------------------------------------------------- */
+
+/* With the body string at the top: pushes the decoded body and its
+ * response_key object and returns 0, or pushes nil, err and returns 2. */
+int  vc_response_decode(lua_State *L, const vc_secret *secret, const vc_outcome *o,
+                        const char *response_key);
 int  vc_response_table(lua_State *L, const char *where, const char *key);
 int  vc_response_fail(lua_State *L, int root, const char *fmt, ...);
 void vc_response_normalize(lua_State *L, int idx, int depth);
-int  vc_response_transport_error(lua_State *L, const vc_transfer *x);
+int  vc_response_transport_error(lua_State *L, const vc_outcome *o);
 long vc_utf8_length(const char *s, size_t len);   /* -1 if invalid */
 
-/* record.c: userdata whose fields are the API's data (user value 1) */
-#define VC_UV_DATA 1
-void vc_record_push(lua_State *L, const char *type, int data_idx, int extra);
+/* ---- record.c: userdata whose fields are the API's data ---------------- */
+
+/* A record's user value is a table: [1] its data, [2] what else it keeps. */
+enum { VC_RECORD_DATA = 1, VC_RECORD_EXTRA = 2 };
+void vc_record_push(lua_State *L, const char *type, int data_idx);
+void vc_record_get(lua_State *L, int idx, int slot);    /* pushes uservalue[slot] */
+void vc_record_set(lua_State *L, int idx, int slot);    /* pops into uservalue[slot] */
 void vc_record_open(lua_State *L, const char *type, const luaL_Reg *meta,
-                    const luaL_Reg *methods, const char *module_field);
+                    const char *module_field, int state);
 
-/* job.c, model.c */
-void vc_job_open(lua_State *L);
+/* ---- job.c, model.c, client.c, download.c, loop.c ---------------------- */
+
+void vc_job_open(lua_State *L, int state);
 void vc_job_push(lua_State *L, int client_idx, int data_idx);
-void vc_model_open(lua_State *L);
+void vc_model_open(lua_State *L, int state);
 void vc_model_push(lua_State *L, int data_idx);
-
-/* client.c */
-void vc_client_open(lua_State *L);
-
-/* Registers funcs with the shared upvalues, copied from the calling C
- * function's own upvalues (or from the given stack slots at open time). */
-void vc_setfuncs(lua_State *L, const luaL_Reg *funcs, int upvalues_from);
+void vc_client_open(lua_State *L, int state);
+void vc_download_open(lua_State *L, int state);
+void vc_loop_open(lua_State *L, int state);
 
 #endif

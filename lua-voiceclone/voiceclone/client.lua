@@ -1,12 +1,49 @@
---- Task helpers on voiceclone.Client: synthesize, convert, train and models.
--- Each builds one createJobRequest from snake_case options and sends it with
--- create_job, so every rule is checked in one place (the C core); an
--- "invalid" error names the option the caller wrote, not the wire field.
+--- voiceclone.Client: every public method of a client, defined here.
+--
+-- The four API calls start a Request in the C core (voiceclone.core) and
+-- wait for it (voiceclone/tasks.lua): they yield inside a task and block
+-- outside one. The helpers synthesize, convert and train each build one
+-- createJobRequest from snake_case options and send it with create_job, so
+-- every rule is checked in one place (the C core); an "invalid" error names
+-- the option the caller wrote, not the wire field.
 local core = require "voiceclone.core"
+local tasks = require "voiceclone.tasks"
 
-local Client = core.Client
+local Client = core.Client       -- the method table of voiceclone.Client
+local await = tasks.await
 local GENERATE, TRAIN = core.type.GENERATE, core.type.TRAIN
 local MODELS_PAGE = 100
+local unpack = table.unpack or unpack
+
+--- Closes the client: its requests in flight are abandoned, the key wiped.
+-- Closing twice does nothing; any other use of a closed client raises.
+Client.close = core.close
+--- True until closed.
+Client.is_open = core.is_open
+--- The endpoint, without a trailing slash.
+Client.endpoint = core.endpoint
+
+--- CreateJob: request is a createJobRequest exactly as the service
+-- documents it (inputSelectors count from 0). Returns the Job, or nil and
+-- an error; nothing is sent when a documented rule fails ("invalid").
+function Client:create_job(request)
+  return await(self, core.create_job(self, request))
+end
+
+--- GetJob: the Job with this id.
+function Client:get_job(id)
+  return await(self, core.get_job(self, id))
+end
+
+--- ListJobs: the Jobs with this customId (several may share one), and their total.
+function Client:list_jobs(custom_id)
+  return await(self, core.list_jobs(self, custom_id))
+end
+
+--- ListModels: a page of Models (offset 0, limit 10, at most 100), and the total.
+function Client:list_models(offset, limit)
+  return await(self, core.list_models(self, offset, limit))
+end
 
 -- Wire field (as create_job names it) -> the helper option it came from.
 local option_of = {
@@ -60,10 +97,10 @@ local function set(...)
 end
 
 local COMMON = { "custom_id", "callback", "timeout" }
-local SYNTHESIZE = set("text", "model", "content_id", "destination", "prefix", table.unpack(COMMON))
+local SYNTHESIZE = set("text", "model", "content_id", "destination", "prefix", unpack(COMMON))
 local CONVERT = set("url", "source", "model", "content_id", "destination", "prefix",
-                    table.unpack(COMMON))
-local TRAIN_OPTIONS = set("url", "source", "model", "epochs", table.unpack(COMMON))
+                    unpack(COMMON))
+local TRAIN_OPTIONS = set("url", "source", "model", "epochs", unpack(COMMON))
 
 -- The one input of convert and train: a recording, by url or in a repository.
 local function recording(options)
@@ -80,7 +117,7 @@ local function generate_request(options, input)
     outputs = { {
       contentId = options.content_id,
       destination = options.destination,
-      inputSelectors = { 1 },
+      inputSelectors = { 0 },
       smartContentDescriptor = {
         outputPrefix = options.prefix,
         voiceCloning = { type = GENERATE, modelName = options.model or "default" },
@@ -119,7 +156,7 @@ function Client:train(options)
   return submit(self, {
     inputs = { input },
     outputs = { {
-      inputSelectors = { 1 },
+      inputSelectors = { 0 },
       smartContentDescriptor = {
         voiceCloning = { type = TRAIN, modelName = options.model, totalEpoch = options.epochs },
       },
@@ -168,7 +205,7 @@ function Client:repository_url(content_id, path)
   if type(content_id) ~= "string" or type(path) ~= "string" then
     error("bad arguments to 'repository_url' (two strings expected)", 2)
   end
-  local repositories = self:_repositories()
+  local repositories = core.client_table(self).repositories
   if repositories == nil then
     return nil, invalid("repositories", "is not set: pass repositories = template or function to new")
   end
@@ -194,7 +231,7 @@ function Client:download(url, dest)
     error("bad arguments to 'download' (url and destination strings expected)", 2)
   end
   local temporary = ("%s.part-%d"):format(dest, math.random(1, 1e9))
-  local ok, err = self:_download(url, temporary)
+  local ok, err = await(self, core.download(self, url, temporary))
   if ok then
     local renamed, why = os.rename(temporary, dest)
     if renamed then return dest end
@@ -203,5 +240,33 @@ function Client:download(url, dest)
   os.remove(temporary)
   return nil, err
 end
+
+--- Tasks (voiceclone/tasks.lua): many calls in flight on one thread.
+--   client:spawn(fn, ...)   runs fn(...) as a task: inside it every API call
+--                           (and job:wait's pauses) yields instead of blocking;
+--                           returns the task (task.done, ok, results, error,
+--                           traceback; task:cancel())
+--   client:step([budget])   never blocks: advances transfers and timers and
+--                           resumes the tasks whose work is ready, spending at
+--                           most `budget` seconds resuming them; returns the
+--                           number of unfinished tasks
+--   client:run([timeout])   drives until every task is done: true; or false
+--                           and the failed tasks (without on_error); or nil
+--                           and a "timeout" error
+--   client:on_error(fn)     fn(err, task) for each task that raises
+--   client:in_task()        true inside one of this client's tasks
+--   client:sleep(seconds)   yields inside a task, blocks outside one
+--   client:sockets(), client:timeout()   what an outside event loop waits
+--                           on: { [fd] = "r" | "w" | "rw" }, and seconds until
+--                           step() has something to do (0: now; nil: only a
+--                           socket can bring news)
+function Client:spawn(fn, ...) return tasks.spawn(self, fn, ...) end
+function Client:step(budget) return tasks.step(self, budget) end
+function Client:run(timeout) return tasks.run(self, timeout) end
+function Client:on_error(handler) return tasks.on_error(self, handler) end
+function Client:in_task() return tasks.in_task(self) end
+function Client:sleep(seconds) return tasks.sleep(self, seconds) end
+function Client:timeout() return tasks.timeout(self) end
+Client.sockets = core.sockets
 
 return Client

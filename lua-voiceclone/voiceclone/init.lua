@@ -8,9 +8,9 @@
 -- The C core (voiceclone.core) does the transport, the checks and the
 -- userdata; this layer adds the workflows on top of the same objects.
 local core = require "voiceclone.core"
-require "voiceclone.client"   -- task helpers on Client
-require "voiceclone.job"      -- wait and friends on Job
-require "voiceclone.tasks"    -- spawn, step, run on Client
+require "voiceclone.client"   -- the methods of Client
+require "voiceclone.job"      -- the methods of Job
+require "voiceclone.model"    -- the methods of Model
 
 local voiceclone = {
   _VERSION = core._VERSION,
@@ -19,6 +19,9 @@ local voiceclone = {
   state = core.state,
   type = core.type,
   error = core.error,
+  -- A JSON null inside an array of the service's data (elsewhere a null
+  -- field is simply absent).
+  null = core.null,
 }
 
 local function env(name)

@@ -1,10 +1,40 @@
---- Waiting on voiceclone.Job: job:wait{timeout=, interval=, on_update=}.
+--- voiceclone.Job: every public method of a job, defined here. Its fields
+-- are the service's own data, read as the service names them (job.id,
+-- job.state, job.outputs ...: C, record.c); fields never hide a method.
 local core = require "voiceclone.core"
+local tasks = require "voiceclone.tasks"
 
-local Job = core.Job
+local Job = core.Job             -- the method table of voiceclone.Job
 local COMPLETED = core.state.COMPLETED
 local MAX_INTERVAL = 10      -- seconds between polls, at the most
 local GROWTH = 1.5
+
+--- "SUBMITTED", "PROCESSING", "COMPLETED", "ERROR", "CANCELED" (or "UNKNOWN").
+Job.status = core.job_status
+--- True once COMPLETED, ERROR or CANCELED.
+Job.is_final = core.job_is_final
+--- What the first output produced, once COMPLETED: { contentId, destination,
+-- voiceName, path } for a generate job, { modelName } for a training job.
+Job.result = core.job_result
+--- The client the job came from (nil for a callback's job read without one).
+Job.client = core.job_client
+--- A copy of the job's data as the service sent it, to keep or change.
+Job.totable = core.totable
+
+-- The client, or a clear error: a job read from a callback body without one
+-- cannot ask the service anything.
+local function client_of(job, method)
+  local client = job:client()
+  if not client then
+    error(("job:%s needs a client: pass yours to voiceclone.job_from_callback"):format(method), 3)
+  end
+  return client
+end
+
+--- GetJob: the job's fields updated in place. Returns the job, or nil and an error.
+function Job:refresh()
+  return tasks.await(client_of(self, "refresh"), core.refresh(self))
+end
 
 -- Fields the contract defines; anything else on a failed job is its reason.
 local JOB_FIELDS = { id = true, state = true, customId = true, callback = true, inputs = true,
@@ -73,7 +103,7 @@ function Job:wait(options)
     local field = timeout <= 0 and "timeout" or "interval"
     return nil, core.error("invalid", field .. ": must be positive", { field = field })
   end
-  local client = self:client()
+  local client = client_of(self, "wait")
   local deadline = core.now() + timeout
   local state, last_error = self.state, nil
   while true do
@@ -110,7 +140,7 @@ function Job:download(dest)
     return nil, core.error("invalid", ("job %s has no file to download (it is %s)"):format(
       self.id, self:status()), { field = "job", job = self })
   end
-  local client = self:client()
+  local client = client_of(self, "download")
   local url, err = client:repository_url(result.contentId, result.path)
   if not url then return nil, err end
   return client:download(url, dest)

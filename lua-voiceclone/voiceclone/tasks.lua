@@ -1,23 +1,26 @@
---- Tasks: many API calls in flight on one thread, for hosts whose main loop
--- must never wait on the network.
+--- Waiting, and the tasks that let many API calls be in flight on one thread
+-- for hosts whose main loop must never wait on the network.
 --
---   client:spawn(fn, ...)   runs fn(...) as a task: inside it every API call
---                           (and job:wait's pauses) yields instead of blocking
---   client:step()           never blocks: advances transfers and timers,
---                           resumes the tasks whose work is ready; returns the
---                           number of unfinished tasks
---   client:run([timeout])   drives until every task is done
---   client:sockets(), client:timeout()   what an outside loop waits on
+-- Every API call starts a Request in the C core and then waits for it here:
+-- inside a task it yields until the Request is done, and the scheduler
+-- resumes it; outside a task it blocks, driving the client's transport. C
+-- never yields and never waits.
 --
--- The C core yields (WAIT_TRANSFER, x) from a task's API call and
--- (WAIT_SLOT) when max_in_flight requests are already on the wire; this
--- scheduler resumes the task when the core reports x done.
+-- The Client methods that use this (spawn, step, run, sleep, ...) are
+-- defined in voiceclone/client.lua.
 local core = require "voiceclone.core"
 
-local Client = core.Client
-local WAIT_TRANSFER, WAIT_SLOT = core.WAIT_TRANSFER, core.WAIT_SLOT
-local SLEEP = {}                 -- what client:sleep yields inside a task
-local MAX_WAIT = 1               -- seconds run() waits at a time when nothing is due
+local unpack = table.unpack or unpack
+
+local tasks = {}
+
+local WAITING = {}       -- what a task yields while its Request is out: (WAITING, request)
+local SLEEPING = {}      -- (SLEEPING, due)
+local MAX_WAIT = 1       -- seconds a blocking wait or run() waits at a time
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
 
 local Task = {}
 Task.__index = Task
@@ -32,7 +35,7 @@ local function heap_push(heap, item)
   local i = #heap + 1
   heap[i] = item
   while i > 1 do
-    local parent = i // 2
+    local parent = math.floor(i / 2)
     if heap[parent].due <= item.due then break end
     heap[i], heap[parent] = heap[parent], item
     i = parent
@@ -56,25 +59,44 @@ local function heap_pop(heap)
   return top
 end
 
--- One scheduler per client; weak keys, so it goes with its client.
-local schedulers = setmetatable({}, { __mode = "k" })
-
+-- A client's scheduler lives in the client's own table (core.client_table):
+-- tasks and client then form one cycle the collector reclaims together.
 local function scheduler(client)
-  local s = schedulers[client]
+  local state = core.client_table(client)   -- raises on a closed client
+  local s = state.scheduler
   if not s then
     s = {
-      threads = client:_tasks(),   -- [thread] = task: how the C core knows a task
+      threads = {},                -- [coroutine] = task
       count = 0,                   -- unfinished tasks
       ready = {},                  -- to resume at the next step
       runnable = {}, head = 1, tail = 0,   -- to resume now, in order
-      waiting = {},                -- [transfer] = task
-      slot_waiters = { head = 1, tail = 0 },   -- waiting for room among max_in_flight
+      waiting = {},                -- [request] = the task waiting on it
       timers = {},
       errors = {},                 -- failed tasks, for run() when no on_error
     }
-    schedulers[client] = s
+    state.scheduler = s
   end
   return s
+end
+
+-- The running task of this client, if the caller runs inside one.
+local function current_task(client)
+  local co = coroutine.running()
+  local s = co and core.client_table(client).scheduler
+  return s and s.threads[co], s
+end
+
+local function enqueue(s, task)
+  s.tail = s.tail + 1
+  s.runnable[s.tail] = task
+end
+
+local function forget(s, task)
+  s.threads[task.co] = nil
+  s.count = s.count - 1
+  task.done = true
+  if task.request then s.waiting[task.request] = nil end
+  task.request = nil
 end
 
 local function settle(s, task, ok, ...)
@@ -82,24 +104,20 @@ local function settle(s, task, ok, ...)
   if coroutine.status(co) ~= "dead" then
     if not ok then return end   -- it was not suspended (resumed by its own code): not ours
     local what, detail = ...
-    if what == WAIT_TRANSFER then
+    if what == WAITING then
       s.waiting[detail] = task
-    elseif what == WAIT_SLOT then
-      local waiters = s.slot_waiters
-      waiters.tail = waiters.tail + 1
-      waiters[waiters.tail] = task
-    elseif what == SLEEP then
-      heap_push(s.timers, { due = core.now() + detail, task = task })
+      task.request = detail
+    elseif what == SLEEPING then
+      heap_push(s.timers, { due = detail, task = task })
     else
       s.ready[#s.ready + 1] = task   -- a plain coroutine.yield(): resume next step
     end
     return
   end
-  s.threads[co] = nil
-  s.count = s.count - 1
-  task.done, task.ok = true, ok
+  forget(s, task)
+  task.ok = ok
   if ok then
-    task.results = table.pack(...)
+    task.results = pack(...)
     return
   end
   task.error = ...
@@ -112,78 +130,102 @@ local function settle(s, task, ok, ...)
 end
 
 local function resume(s, task)
-  if not task.done then settle(s, task, coroutine.resume(task.co)) end
+  if task.done then return end
+  local status = coroutine.status(task.co)
+  if status == "suspended" then
+    settle(s, task, coroutine.resume(task.co))
+  elseif status == "dead" then   -- someone else resumed it to its end
+    settle(s, task, false, "the task was resumed outside its scheduler and ended there")
+  end
 end
 
---- Runs fn(...) as a task of this client; returns the task, whose fields
--- done, ok, results (a table.pack), error and traceback tell how it ended.
-function Client:spawn(fn, ...)
-  if type(fn) ~= "function" then
-    error(("bad argument #1 to 'spawn' (function expected, got %s)"):format(type(fn)), 2)
+--- Waits for request (or passes on nil, err from the call that failed to
+-- start it) and returns what request:finish() gives. Yields inside a task
+-- of client; blocks outside one.
+function tasks.await(client, request, err)
+  if not request then return nil, err end
+  local task, s = current_task(client)
+  if task then
+    -- a loop: a stray coroutine.resume() only makes it yield again
+    while not request:done() do coroutine.yield(WAITING, request) end
+    s.waiting[request] = nil
+    task.request = nil
+  else
+    while not request:done() do core.drive(client, MAX_WAIT) end
   end
-  self:_tasks()   -- raises on a closed client
-  local s = scheduler(self)
-  local args = table.pack(...)
-  local task = setmetatable({ done = false }, Task)
-  task.co = coroutine.create(function() return fn(table.unpack(args, 1, args.n)) end)
+  return request:finish()
+end
+
+function tasks.spawn(client, fn, ...)
+  if type(fn) ~= "function" then
+    error(("bad argument #1 to 'spawn' (function expected, got %s)"):format(type(fn)), 3)
+  end
+  local s = scheduler(client)
+  local args = pack(...)
+  local task = setmetatable({ done = false, scheduler = s }, Task)
+  task.co = coroutine.create(function() return fn(unpack(args, 1, args.n)) end)
   s.threads[task.co] = task
   s.count = s.count + 1
   s.ready[#s.ready + 1] = task
   return task
 end
 
---- Called with (err, task) when a task raises; without it, run() returns
--- the failed tasks.
-function Client:on_error(handler)
+--- task:cancel(): ends a task that has not finished: its request, if one
+-- is out, is abandoned and freed at once. The task then reads done, not
+-- ok, with a "canceled" error. A task cannot cancel itself: it returns.
+function Task:cancel()
+  if self.done then return end
+  if coroutine.running() == self.co then
+    error("a task cannot cancel itself: return from it instead", 2)
+  end
+  local request = self.request
+  forget(self.scheduler, self)
+  if request then request:cancel() end
+  self.ok = false
+  self.error = core.error("canceled", "the task was canceled")
+  if coroutine.close and coroutine.status(self.co) == "suspended" then coroutine.close(self.co) end
+end
+
+function tasks.on_error(client, handler)
   if handler ~= nil and type(handler) ~= "function" then
-    error(("bad argument #1 to 'on_error' (function expected, got %s)"):format(type(handler)), 2)
+    error(("bad argument #1 to 'on_error' (function expected, got %s)"):format(type(handler)), 3)
   end
-  scheduler(self).on_error = handler
+  scheduler(client).on_error = handler
 end
 
---- True inside one of this client's tasks, where API calls yield.
-function Client:in_task()
-  local co, main = coroutine.running()
-  return not main and scheduler(self).threads[co] ~= nil
+function tasks.in_task(client)
+  return current_task(client) ~= nil
 end
 
---- Pauses: yields inside a task (the others go on), blocks outside one.
-function Client:sleep(seconds)
+function tasks.sleep(client, seconds)
   if type(seconds) ~= "number" then
-    error(("bad argument #1 to 'sleep' (number expected, got %s)"):format(type(seconds)), 2)
+    error(("bad argument #1 to 'sleep' (number expected, got %s)"):format(type(seconds)), 3)
   end
-  if self:in_task() then
-    coroutine.yield(SLEEP, seconds)
+  core.client_table(client)   -- raises on a closed client
+  if current_task(client) then
+    local due = core.now() + seconds
+    repeat coroutine.yield(SLEEPING, due) until core.now() >= due
   else
-    self:_sleep(seconds)
+    core.sleep(seconds)
   end
-end
-
--- The tasks to resume, in order: a queue with a moving head.
-local function enqueue(s, task)
-  s.tail = s.tail + 1
-  s.runnable[s.tail] = task
 end
 
 -- One round: let libcurl act (waiting up to `wait` seconds for it), queue
--- every task whose transfer ended, timer fired or turn came, and resume them
+-- every task whose request ended, timer fired or turn came, and resume them
 -- in order; with a budget (seconds), stop resuming once it is spent: the
 -- rest go first next round.
 local function advance(client, s, wait, budget)
-  local finished, free = client:_drive(wait)
+  core.drive(client, wait)
+  local finished = core.finished(client)
   for i = 1, #finished do
     local task = s.waiting[finished[i]]
-    s.waiting[finished[i]] = nil
-    if task then enqueue(s, task) end
+    if task then
+      s.waiting[finished[i]] = nil
+      enqueue(s, task)
+    end
   end
   local now, timers = core.now(), s.timers
   while timers[1] and timers[1].due <= now do enqueue(s, heap_pop(timers).task) end
-  local waiters = s.slot_waiters
-  while free > 0 and waiters.head <= waiters.tail do
-    enqueue(s, waiters[waiters.head])
-    waiters[waiters.head] = nil
-    waiters.head, free = waiters.head + 1, free - 1
-  end
   if #s.ready > 0 then
     local ready = s.ready
     s.ready = {}
@@ -200,24 +242,17 @@ local function advance(client, s, wait, budget)
   return s.count
 end
 
---- Never blocks: advances transfers and timers and resumes the tasks whose
--- work is ready, spending at most `budget` seconds resuming them (default:
--- no limit; a host's frame loop passes what it can spare, and the rest run
--- at the next step). Returns the number of unfinished tasks.
-function Client:step(budget)
+function tasks.step(client, budget)
   if budget ~= nil and type(budget) ~= "number" then
-    error(("bad argument #1 to 'step' (number expected, got %s)"):format(type(budget)), 2)
+    error(("bad argument #1 to 'step' (number expected, got %s)"):format(type(budget)), 3)
   end
-  return advance(self, scheduler(self), 0, budget)
+  return advance(client, scheduler(client), 0, budget)
 end
 
---- Seconds until step() has something to do (0: now), or nil when nothing
--- is pending: with sockets(), what an outside loop waits on.
-function Client:timeout()
-  local s = scheduler(self)
-  local wait, free = self:_timer()   -- raises on a closed client
+function tasks.timeout(client)
+  local s = scheduler(client)   -- raises on a closed client
+  local wait = core.due(client)
   if #s.ready > 0 or s.head <= s.tail then return 0 end
-  if free > 0 and s.slot_waiters.head <= s.slot_waiters.tail then return 0 end
   if s.timers[1] then
     local due = math.max(0, s.timers[1].due - core.now())
     wait = wait and math.min(wait, due) or due
@@ -225,18 +260,15 @@ function Client:timeout()
   return wait
 end
 
---- Drives until every task is done, or for at most `timeout` seconds.
--- Returns true; or false and the failed tasks (when no on_error is set);
--- or nil and a "timeout" error with tasks still running.
-function Client:run(timeout)
+function tasks.run(client, timeout)
   if timeout ~= nil and type(timeout) ~= "number" then
-    error(("bad argument #1 to 'run' (number expected, got %s)"):format(type(timeout)), 2)
+    error(("bad argument #1 to 'run' (number expected, got %s)"):format(type(timeout)), 3)
   end
-  local s = scheduler(self)
+  local s = scheduler(client)
   local deadline = timeout and core.now() + timeout
   local wait = 0
-  while advance(self, s, wait) > 0 do
-    wait = self:timeout() or MAX_WAIT
+  while advance(client, s, wait) > 0 do
+    wait = tasks.timeout(client) or MAX_WAIT
     if deadline then
       local left = deadline - core.now()
       if left <= 0 then
@@ -255,4 +287,4 @@ function Client:run(timeout)
   return true
 end
 
-return Client
+return tasks

@@ -1,6 +1,7 @@
 /*
- * A host program that embeds Lua 5.4 the way a game or IVR engine does: the
- * voiceclone C core is linked in and preloaded (no .so on disk), and a
+ * A host program that embeds Lua (any of 5.1 to 5.4, or LuaJIT) the way a
+ * game or IVR engine does: the voiceclone C core is linked in and preloaded
+ * (no .so on disk), and a
  * 60 frames-per-second loop calls one Lua function per frame, which calls
  * client:step(). It prints the worst frame time: the network never makes a
  * frame wait.
@@ -18,6 +19,9 @@
 #include <lua.h>
 #include <lualib.h>
 #include <lauxlib.h>
+#if LUA_VERSION_NUM < 503
+#include "compat-5.3.h"       /* Debian's lua-compat53-dev: the 5.3 API on older Luas */
+#endif
 
 int luaopen_voiceclone_core(lua_State *L);
 
@@ -74,10 +78,11 @@ int main(int argc, char **argv) {
     if (!L) return 1;
     luaL_openlibs(L);
     /* the C core, linked into this program: require finds it here */
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, luaopen_voiceclone_core);
     lua_setfield(L, -2, "voiceclone.core");
-    lua_pop(L, 1);
+    lua_pop(L, 2);
 
     if (!load_game(L, argv + 1, 4)) {
         fprintf(stderr, "embed-host: %s\n", lua_tostring(L, -1));

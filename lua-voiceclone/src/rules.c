@@ -3,10 +3,11 @@
  * while the wire table is built from the caller's table.
  *
  * Copying rather than sending the caller's table means only documented
- * fields travel, arrays are fresh sequences (so they encode as JSON arrays)
- * and inputSelectors turn from Lua's 1-based indexes into the API's 0-based
- * ones. A broken rule gives nil and an "invalid" error whose field names the
- * place in the caller's own table ("outputs[1].inputSelectors[2]").
+ * fields travel and arrays are fresh sequences (so they encode as JSON
+ * arrays). Values are the service's own: inputSelectors count from 0, as in
+ * its documentation. A broken rule gives nil and an "invalid" error whose
+ * field names the place in the caller's own table
+ * ("outputs[1].inputSelectors[2]": Lua's index of the item).
  *
  * Convention: a check returns 0 when it passed, or 2 with nil and the error
  * pushed, which the caller returns as they are. A request is pushed as a
@@ -117,8 +118,8 @@ static int check_string(lua_State *L, const char *path, int flags, int chars_bel
     if (chars < 0) return invalid(L, path, "is not valid UTF-8");
     if (flags != OPTIONAL && len == 0) return invalid(L, path, "must not be empty");
     if (chars_below > 0 && chars >= chars_below)
-        return invalid(L, path, "must have at most %d characters (has %I)", chars_below - 1,
-                       (LUAI_UACINT)chars);
+        return invalid(L, path, "must have at most %d characters (has %d)", chars_below - 1,
+                       (int)chars);
     return 0;
 }
 
@@ -133,9 +134,12 @@ static int check_integer(lua_State *L, const char *path, int required,
         return invalid(L, path, "must be an integer, got %s", luaL_typename(L, -1));
     *value = lua_tointegerx(L, -1, &exact);
     if (!exact) return invalid(L, path, "must be an integer");
-    if (*value < min || *value > max)
-        return invalid(L, path, "must be between %I and %I (is %I)",
-                       (LUAI_UACINT)min, (LUAI_UACINT)max, (LUAI_UACINT)*value);
+    if (*value < min || *value > max) {
+        char range[80];   /* lua_pushfstring has no format for lua_Integer before 5.3 */
+        snprintf(range, sizeof range, "between %lld and %lld (is %lld)", (long long)min,
+                 (long long)max, (long long)*value);
+        return invalid(L, path, "must be %s", range);
+    }
     return 0;
 }
 
@@ -255,11 +259,11 @@ static int copy_selectors(lua_State *L, int output, const char *prefix, lua_Inte
         vc_path item;
         lua_Integer index;
         lua_rawgeti(L, selectors, i);
-        if ((r = check_integer(L, join_index(item, path, i), REQUIRED, 1, inputs, &index)))
+        if ((r = check_integer(L, join_index(item, path, i), REQUIRED, 0, inputs - 1, &index)))
             return r;
         lua_pop(L, 1);
-        lua_pushinteger(L, index - 1);   /* the wire counts from 0 */
-        lua_rawseti(L, -2, i);
+        lua_pushinteger(L, index);
+        lua_rawseti(L, -2, (int)i);
     }
     lua_setfield(L, -3, "inputSelectors");
     lua_pop(L, 1);
@@ -355,7 +359,7 @@ static int is_http_url(const char *s) {
     return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
 }
 
-int vc_request_create_job(lua_State *L, int idx) {
+int vc_rules_create_job(lua_State *L, int idx) {
     static const char *const fields[] = {
         "inputs", "outputs", "callback", "customId", "timeout", NULL
     };
@@ -371,7 +375,7 @@ int vc_request_create_job(lua_State *L, int idx) {
         return invalid(L, "callback", "must be an http:// or https:// URL");
     lua_pop(L, 1);
     if ((r = copy_string(L, idx, "customId", "", OPTIONAL, CUSTOM_ID_BELOW))) return r;
-    return (r = copy_integer(L, idx, "timeout", "", OPTIONAL, 1, LUA_MAXINTEGER, NULL)) ? r : 1;
+    return (r = copy_integer(L, idx, "timeout", "", OPTIONAL, 1, VC_INT_MAX, NULL)) ? r : 1;
 }
 
 /* Appends s as a JSON string literal through put: the one escaper, for the
@@ -419,7 +423,7 @@ static void push_string_payload(lua_State *L, const char *key) {
     lua_replace(L, -2);
 }
 
-int vc_request_job_id(lua_State *L, int idx) {
+int vc_rules_job_id(lua_State *L, int idx) {
     int r;
     lua_pushvalue(L, idx);
     if ((r = check_string(L, "id", REQUIRED, 0))) return r;
@@ -427,7 +431,7 @@ int vc_request_job_id(lua_State *L, int idx) {
     return 1;
 }
 
-int vc_request_custom_id(lua_State *L, int idx) {
+int vc_rules_custom_id(lua_State *L, int idx) {
     int r;
     lua_pushvalue(L, idx);
     if ((r = check_string(L, "customId", REQUIRED, CUSTOM_ID_BELOW))) return r;
@@ -435,13 +439,13 @@ int vc_request_custom_id(lua_State *L, int idx) {
     return 1;
 }
 
-int vc_request_list_models(lua_State *L, int offset_idx, int limit_idx) {
+int vc_rules_list_models(lua_State *L, int offset_idx, int limit_idx) {
     lua_Integer offset = 0, limit = 10;
     int r;
     lua_pushvalue(L, offset_idx);
-    if ((r = check_integer(L, "offset", OPTIONAL, 0, LUA_MAXINTEGER, &offset))) return r;
+    if ((r = check_integer(L, "offset", OPTIONAL, 0, VC_INT_MAX, &offset))) return r;
     lua_pushvalue(L, limit_idx);
     if ((r = check_integer(L, "limit", OPTIONAL, 1, MAX_MODELS_PAGE, &limit))) return r;
-    lua_pushfstring(L, "{\"offset\":%I,\"limit\":%I}", (LUAI_UACINT)offset, (LUAI_UACINT)limit);
+    lua_pushfstring(L, "{\"offset\":%d,\"limit\":%d}", (int)offset, (int)limit);
     return 1;
 }

@@ -1,0 +1,50 @@
+/*
+ * Downloads: a GET of a generated file straight into a file on disk, as a
+ * Request (call.c) like any call. The Lua layer (client:download) gives a
+ * temporary name in the destination's directory and renames it once the
+ * Request finished with true, so a file at the destination is always whole.
+ */
+#include <string.h>
+#include "vc.h"
+
+/* Stack: request, client, url, body (unused). */
+static int finish_download(lua_State *L, const vc_call *call, const vc_outcome *o) {
+    (void)call;
+    if (o->write_failed) return vc_fail(L, "invalid", "dest", "cannot write the file");
+    if (o->result != CURLE_OK) return vc_response_transport_error(L, o);
+    if (o->status < 200 || o->status > 299) {
+        vc_fail(L, "http", NULL, "HTTP %d for %s", (int)o->status, lua_tostring(L, 3));
+        vc_error_set_integer(L, "status", o->status);
+        vc_error_set_boolean(L, "retryable", o->status == 408 || o->status == 429 ||
+                                              o->status >= 500);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static const vc_call download_call = {NULL, "download", NULL, NULL, finish_download};
+
+/* core.download(client, url, path) -> Request | nil, err */
+static int download_start(lua_State *L) {
+    size_t url_len, path_len;
+    const char *path;
+    vc_client_check(L, 1);
+    luaL_argcheck(L, strlen(luaL_checklstring(L, 2, &url_len)) == url_len, 2, "has a NUL byte");
+    path = luaL_checklstring(L, 3, &path_len);
+    luaL_argcheck(L, strlen(path) == path_len, 3, "has a NUL byte");
+    lua_settop(L, 3);
+    return vc_call_start_download(L, 1, &download_call, 2, path);
+}
+
+static const luaL_Reg download_functions[] = {
+    {"download", download_start},
+    {NULL, NULL}
+};
+
+/* Stack at entry: module (1), ..., state. */
+void vc_download_open(lua_State *L, int state) {
+    lua_pushvalue(L, 1);
+    vc_setfuncs(L, download_functions, state);
+    lua_pop(L, 1);
+}
