@@ -43,6 +43,22 @@ function compat.execute(command)
   return nil, "exit", math.floor(ok / 256)
 end
 
+--- package.searchpath (5.2+; LuaJIT has it): the first file of path's
+-- templates that opens for name, or nil and the files tried.
+compat.searchpath = package.searchpath or function(name, path)
+  local file, tried = name:gsub("%.", "/"), {}
+  for template in path:gmatch("[^;]+") do
+    local candidate = template:gsub("%?", function() return file end)
+    local f = io.open(candidate, "r")
+    if f then
+      f:close()
+      return candidate
+    end
+    tried[#tried + 1] = "\n\tno file '" .. candidate .. "'"
+  end
+  return nil, table.concat(tried)
+end
+
 --- The interpreter command running this code (for child Lua processes):
 -- $VOICECLONE_LUA, else lua5.x or luajit as Debian names them.
 function compat.interpreter()
