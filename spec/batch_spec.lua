@@ -25,9 +25,9 @@ local FAST_AUDIO = { "--audio tone" }
 -- The shell command running `voiceclone ARGS` against the sandbox.
 local function command(sandbox, args)
   return ("cd %s && env VOICECLONE_ENDPOINT=%s VOICECLONE_SECRET_ID=%s VOICECLONE_SECRET_KEY=%s "
-    .. "VOICECLONE_REPOSITORIES=%s lua5.4 scripts/voiceclone %s")
+    .. "VOICECLONE_REPOSITORIES=%s %s scripts/voiceclone %s")
     :format(q(ROOT), q(sandbox.url), q(helpers.SECRET_ID), q(helpers.SECRET_KEY),
-      q(sandbox.url .. "/repos/{contentId}/{path}"), args)
+      q(sandbox.url .. "/repos/{contentId}/{path}"), helpers.LUA, args)
 end
 
 -- Runs `voiceclone ARGS` against the sandbox: { status =, out =, err = }.

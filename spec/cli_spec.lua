@@ -21,8 +21,9 @@ local outputs = {}
 local function run(args, env, stdin)
   local out, err = helpers.tmpname(), helpers.tmpname()
   local _, _, status = helpers.run(("cd %s && env -u VOICECLONE_SECRET_KEY -u VOICECLONE_SECRET_ID "
-    .. "-u VOICECLONE_ENDPOINT -u VOICECLONE_REPOSITORIES %s lua5.4 scripts/voiceclone %s >%s 2>%s %s")
-    :format(q(ROOT), env or "", args, q(out), q(err), stdin and ("<" .. q(stdin)) or "</dev/null"))
+    .. "-u VOICECLONE_ENDPOINT -u VOICECLONE_REPOSITORIES %s %s scripts/voiceclone %s >%s 2>%s %s")
+    :format(q(ROOT), env or "", helpers.LUA, args, q(out), q(err),
+      stdin and ("<" .. q(stdin)) or "</dev/null"))
   local result = { status = status, out = helpers.read_file(out) or "", err = helpers.read_file(err) or "" }
   os.remove(out)
   os.remove(err)
@@ -260,8 +261,8 @@ describe("voiceclone", function()
       local log, marker = dir .. "/callbacks.log", dir .. "/injected"
       local exec = "printf '%s %s %s %s\\n' \"$1\" \"$2\" \"$VOICECLONE_JOB_ID\" \"$VOICECLONE_JOB_STATE\" >>"
         .. q(dir .. "/exec.log")
-      helpers.run(("cd %s && env %s lua5.4 scripts/voiceclone callbacks --listen 127.0.0.1:0 --max-jobs 2 --duration 60 --out %s "
-        .. "--exec %s >%s 2>&1 &"):format(q(ROOT), env, q(dir .. "/jobs"), q(exec), q(log)))
+      helpers.run(("cd %s && env %s %s scripts/voiceclone callbacks --listen 127.0.0.1:0 --max-jobs 2 --duration 60 --out %s "
+        .. "--exec %s >%s 2>&1 &"):format(q(ROOT), env, helpers.LUA, q(dir .. "/jobs"), q(exec), q(log)))
       local url = helpers.wait_for("the receiver", function()
         return (helpers.read_file(log) or ""):match("listening on (http://%S+)")
       end)

@@ -12,9 +12,10 @@ describe("the embedding example", function()
     local out = helpers.tmpname()
     -- LUA_CPATH points nowhere near build/: the core can only come from the host itself
     local ok = helpers.run(("LUA_PATH='lua-voiceclone/?.lua;lua-voiceclone/?/init.lua;;' "
-      .. "LUA_CPATH='/usr/lib/x86_64-linux-gnu/lua/5.4/?.so' build/embed-host "
+      .. "LUA_CPATH='%s' %s "
       .. "lua-voiceclone/examples/embed/game.lua %s %s %s 200 60 >'%s' 2>&1")
-      :format(sandbox.url, helpers.SECRET_ID, helpers.SECRET_KEY, out))
+      :format(helpers.SYSTEM_CPATH, os.getenv("VOICECLONE_EMBED_HOST") or "build/lua5.4/embed-host",
+        sandbox.url, helpers.SECRET_ID, helpers.SECRET_KEY, out))
     local report = helpers.read_file(out)
     os.remove(out)
     print(report)

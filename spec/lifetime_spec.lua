@@ -6,6 +6,28 @@ local voiceclone = require "voiceclone"
 local core = require "voiceclone.core"
 local helpers = require "support.helpers"
 
+-- An object whose finalizer is fn: a table with __gc on 5.2+; a proxy
+-- userdata on 5.1 and LuaJIT, where tables have no finalizers.
+local function finalized(fn)
+  if newproxy then
+    local proxy = newproxy(true)
+    getmetatable(proxy).__gc = fn
+    return proxy
+  end
+  return setmetatable({}, { __gc = fn })
+end
+
+-- The collector eager (collect at every chance), or back to its defaults;
+-- "incremental" with parameters is 5.4's, setpause/setstepmul the others'.
+local function eager_collector(on)
+  if _VERSION == "Lua 5.4" then
+    if on then collectgarbage("incremental", 1, 1000) else collectgarbage("incremental", 200, 100) end
+  else
+    collectgarbage("setpause", on and 1 or 200)
+    collectgarbage("setstepmul", on and 1000 or 200)
+  end
+end
+
 describe("a client's lifetime", function()
   local sandbox
 
@@ -19,15 +41,15 @@ describe("a client's lifetime", function()
       local left = n
       -- a chain of finalizers: the n-th closes the client, at some point of the call
       local function chain()
-        setmetatable({}, { __gc = function()
+        finalized(function()
           left = left - 1
           if left == 0 then client:close() else chain() end
-        end })
+        end)
       end
-      collectgarbage("incremental", 1, 1000)   -- collect at every chance
+      eager_collector(true)   -- collect at every chance
       chain()
       local ok, models, err = pcall(client.list_models, client)
-      collectgarbage("incremental", 200, 100)
+      eager_collector(false)
       local outcome = ok and (models and "ok" or err.kind) or "raised"
       if not ok then assert.matches("closed", tostring(models)) end
       outcomes[outcome] = true

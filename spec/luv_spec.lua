@@ -6,9 +6,9 @@ describe("the luv example", function()
     local sandbox = helpers.start_sandbox()
     local out = helpers.tmpname()
     local ok = helpers.run(("VOICECLONE_ENDPOINT=%s VOICECLONE_SECRET_ID=%s VOICECLONE_SECRET_KEY=%s "
-      .. "LUA_PATH='lua-voiceclone/?.lua;lua-voiceclone/?/init.lua;;' LUA_CPATH='build/?.so;;' "
-      .. "lua5.4 lua-voiceclone/examples/luv.lua 5 >'%s' 2>&1")
-      :format(sandbox.url, helpers.SECRET_ID, helpers.SECRET_KEY, out))
+      .. "LUA_PATH='lua-voiceclone/?.lua;lua-voiceclone/?/init.lua;;' LUA_CPATH='%s;;' "
+      .. "%s lua-voiceclone/examples/luv.lua 5 >'%s' 2>&1")
+      :format(sandbox.url, helpers.SECRET_ID, helpers.SECRET_KEY, helpers.CPATH, helpers.LUA, out))
     local report = helpers.read_file(out)
     os.remove(out)
     local creates = 0

@@ -8,6 +8,8 @@ local json = require("cjson.safe").new()
 
 local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."
 package.path = ROOT .. "/lua-voiceclone/?.lua;" .. ROOT .. "/lua-voiceclone/?/init.lua;" .. package.path
+local compat = require "voiceclone.compat"
+local LUA = require("support.helpers").LUA   -- the suite's interpreter, for the sandboxes
 local SECRET_ID, SECRET_KEY = "sandbox-id", "sandbox-key"
 
 ----------------------------------------------------------------------------
@@ -18,7 +20,7 @@ local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 -- Shell commands run without the sanitizer preload of make test-asan, which
 -- is meant for the Lua running the specs only (espeak-ng hangs under it).
 local function clean(cmd) return "exec env -u LD_PRELOAD sh -c " .. q(cmd) end
-local function sh(cmd) return os.execute(clean(cmd)) end
+local function sh(cmd) return compat.execute(clean(cmd)) end
 
 local function tmpdir()
   local path = os.tmpname()
@@ -30,24 +32,24 @@ end
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local data = f:read("a")
+  local data = f:read("*a")   -- "*a", "*l": 5.1 and 5.2 need the star
   f:close()
   return data
 end
 
 local function command_output(cmd)
   local p = assert(io.popen(clean(cmd), "r"))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return out
 end
 
 -- Start `scripts/voiceclone sandbox` as a child; returns {url, port, pid, data}.
 local function start_sandbox(data, args)
-  local cmd = string.format("exec lua5.4 %s sandbox --port 0 --data %s --verbose %s 2>>%s",
-    q(ROOT .. "/scripts/voiceclone"), q(data), args or "", q(data .. ".log"))
+  local cmd = string.format("exec %s %s sandbox --port 0 --data %s --verbose %s 2>>%s",
+    LUA, q(ROOT .. "/scripts/voiceclone"), q(data), args or "", q(data .. ".log"))
   local pipe = assert(io.popen(clean(cmd), "r"))
-  local line = pipe:read("l")
+  local line = pipe:read("*l")
   assert(line, "the sandbox did not start; see " .. data .. ".log")
   local url, dir, pid = line:match("^voiceclone sandbox listening on (http://%S+) data=(.-) pid=(%d+)$")
   assert(url, "unexpected first line: " .. line)
@@ -215,10 +217,10 @@ describe("voiceclone sandbox", function()
 
   describe("command line", function()
     it("prints usage for --help and for sandbox --help", function()
-      local out = command_output("lua5.4 " .. q(ROOT .. "/scripts/voiceclone") .. " --help")
+      local out = command_output(LUA .. " " .. q(ROOT .. "/scripts/voiceclone") .. " --help")
       assert.matches("usage: voiceclone <command>", out, 1, true)
       assert.matches("sandbox", out, 1, true)
-      out = command_output("lua5.4 " .. q(ROOT .. "/scripts/voiceclone") .. " sandbox --help")
+      out = command_output(LUA .. " " .. q(ROOT .. "/scripts/voiceclone") .. " sandbox --help")
       assert.matches("--queue-seconds", out, 1, true)
       assert.matches("--any-credentials", out, 1, true)
     end)
@@ -238,7 +240,7 @@ describe("voiceclone sandbox", function()
         sh("rm -rf " .. q(dir))
       end)
       assert.are.equal(tostring(other.port), (read_file(dir .. "/port") or ""):match("%d+"))
-      local out = command_output("lua5.4 " .. q(ROOT .. "/scripts/voiceclone") .. " sandbox --port "
+      local out = command_output(LUA .. " " .. q(ROOT .. "/scripts/voiceclone") .. " sandbox --port "
         .. other.port .. " --data " .. q(dir .. "/x") .. " 2>&1; echo rc=$?")
       assert.matches("rc=1", out, 1, true)
       assert.matches("port " .. other.port, out, 1, true)

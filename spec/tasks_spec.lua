@@ -6,14 +6,15 @@
 local voiceclone = require "voiceclone"
 local helpers = require "support.helpers"
 local socket = require "socket"
+local compat = require "voiceclone.compat"
 
 local ID, KEY = helpers.SECRET_ID, helpers.SECRET_KEY
 
 -- The API requests `fn` made, from the sandbox's log; then fn's results.
 local function on_the_wire(sandbox, fn)
   local before = helpers.last_seq(sandbox)
-  local results = table.pack(fn())
-  return helpers.requests(sandbox, before), table.unpack(results, 1, results.n)
+  local results = compat.pack(fn())
+  return helpers.requests(sandbox, before), compat.unpack(results, 1, results.n)
 end
 
 -- Runs fn(...) as a task of client and drives it to its end; returns what
@@ -27,7 +28,7 @@ local function in_task(client, fn, ...)
   local ok, failed = client:run(60)
   assert(ok, failed and (failed.message or failed[1] and failed[1].traceback))
   assert.is_true(task.done and task.ok)
-  return table.unpack(task.results, 1, task.results.n)
+  return compat.unpack(task.results, 1, task.results.n)
 end
 
 local function copy(value)
@@ -66,7 +67,7 @@ end
 
 local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
--- Runs a Lua chunk in a new lua5.4 process (the same module build, and the
+-- Runs a Lua chunk in a new process of the suite's Lua (helpers.LUA) (the same module build, and the
 -- same preloads, sanitizers included), where socket and new_client() (a
 -- client of `endpoint`) are at hand. Returns its output, then whether it
 -- exited with 0, and its exit code.
@@ -83,10 +84,8 @@ local function in_a_child(chunk, endpoint)
     end
   ]], chunk)
   f:close()
-  local p = io.popen(("lua5.4 %s %s %s %s %s %s 2>&1"):format(script, quote(package.path),
-    quote(package.cpath), quote(endpoint), quote(ID), quote(KEY)))
-  local output = p:read("a")
-  local ok, _, code = p:close()
+  local output, ok, _, code = helpers.read_command(("%s %s %s %s %s %s %s 2>&1"):format(helpers.LUA,
+    script, quote(package.path), quote(package.cpath), quote(endpoint), quote(ID), quote(KEY)))
   os.remove(script)
   return output, ok == true, code
 end
@@ -522,7 +521,7 @@ describe("a task", function()
         assert.is_false(task.done)
         assert.is_not_nil(next(c:sockets()))
         local fd, what = next(c:sockets())
-        assert.equal("integer", math.type(fd))
+        assert.equal("integer", compat.math_type(fd))   -- math.type on 5.3+
         assert.is_truthy(({ r = true, w = true, rw = true })[what])
         local wait = c:timeout()
         assert.is_number(wait)

@@ -18,6 +18,7 @@
 -- tried again.
 local core = require "voiceclone.core"
 local cjson = require("cjson.safe").new()
+local compat = require "voiceclone.compat"
 
 local batch = {}
 
@@ -31,17 +32,53 @@ local CREATE_ATTEMPTS = 4           -- CreateJob/ListJobs tries on retryable err
 local RETRY_PAUSE = 0.5             -- seconds, doubling
 
 ----------------------------------------------------------------------------
--- Hashing: FNV-1a, 64 bits (Lua integers wrap around).
+-- Hashing: FNV-1a, 64 bits.
+--
+-- In plain arithmetic, so every Lua gives the same hash (5.1 and LuaJIT
+-- have no 64-bit integers, 5.1 and 5.2 no bit operators): h is four 16-bit
+-- limbs, low first, every intermediate value well under 2^53.
+-- The prime is 2^40 + 0x1b3: h * prime = h * 0x1b3 + h << 40 (mod 2^64).
 
-local FNV_OFFSET, FNV_PRIME = 0xcbf29ce484222325, 0x100000001b3
+local FNV_OFFSET = { 0x2325, 0x8422, 0x9ce4, 0xcbf2 }   -- 0xcbf29ce484222325
+local FNV_LOW = 0x1b3
+
+-- a XOR b for bytes.
+local function xor8(a, b)
+  local r, bit = 0, 1
+  for _ = 1, 8 do
+    if a % 2 ~= b % 2 then r = r + bit end
+    a, b, bit = math.floor(a / 2), math.floor(b / 2), bit * 2
+  end
+  return r
+end
 
 --- 16 hex digits of FNV-1a 64 of s (deterministic, not cryptographic).
 function batch.hash(s)
-  local h = FNV_OFFSET
+  local h0, h1, h2, h3 = FNV_OFFSET[1], FNV_OFFSET[2], FNV_OFFSET[3], FNV_OFFSET[4]
   for i = 1, #s do
-    h = (h ~ s:byte(i)) * FNV_PRIME
+    local low = h0 % 256
+    h0 = h0 - low + xor8(low, s:byte(i))
+    -- h * 0x1b3, plus h shifted left by 40 bits (2 limbs and 8 bits)
+    local r0 = h0 * FNV_LOW
+    local r1 = h1 * FNV_LOW
+    local r2 = h2 * FNV_LOW + h0 * 256
+    local r3 = h3 * FNV_LOW + h1 * 256
+    h0 = r0 % 65536
+    r1 = r1 + math.floor(r0 / 65536)
+    h1 = r1 % 65536
+    r2 = r2 + math.floor(r1 / 65536)
+    h2 = r2 % 65536
+    r3 = r3 + math.floor(r2 / 65536)
+    h3 = r3 % 65536
   end
-  return ("%016x"):format(h)
+  return ("%04x%04x%04x%04x"):format(h3, h2, h1, h0)
+end
+
+-- A line id as text: a whole number in full digits on every Lua (5.1's
+-- tostring would write 1e+15).
+local function id_text(id)
+  if type(id) == "number" and compat.tointeger(id) then return ("%d"):format(id) end
+  return tostring(id)
 end
 
 --- The customId of a line: "vcb-" .. 12 hex digits of the batch id's hash ..
@@ -169,7 +206,7 @@ local function lines_from_jsonl(text)
         return nil, ("line %d: not a JSON object%s"):format(n, err and (" (" .. err .. ")") or "")
       end
       local id = value.id
-      if type(id) == "number" and math.tointeger(id) then id = tostring(math.tointeger(id)) end
+      if type(id) == "number" and compat.tointeger(id) then id = id_text(id) end
       if type(id) ~= "string" then
         return nil, ("line %d: \"id\" must be a string or a whole number"):format(n)
       end
@@ -215,7 +252,7 @@ end
 local function read_file(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
-  local text, rerr = f:read("a")
+  local text, rerr = f:read("*a")   -- "*a", "*l": 5.1 and 5.2 need the star
   f:close()
   if not text then return nil, path .. ": " .. tostring(rerr) end
   return text
@@ -237,7 +274,7 @@ function batch.absolute(path)
     local cwd = os.getenv("PWD")
     if not cwd or cwd:sub(1, 1) ~= "/" then
       local p = io.popen("pwd", "r")
-      cwd = p and p:read("l")
+      cwd = p and p:read("*l")
       if p then p:close() end
     end
     path = (cwd or "") .. "/" .. path
@@ -414,7 +451,7 @@ local function check_options(o)
     return core.error("invalid", "content_id: is required", { field = "content_id" })
   end
   local c = o.concurrency
-  if c ~= nil and (math.type(c) ~= "integer" or c < 1 or c > batch.MAX_CONCURRENCY) then
+  if c ~= nil and (compat.math_type(c) ~= "integer" or c < 1 or c > batch.MAX_CONCURRENCY) then
     return core.error("invalid", ("concurrency: must be a whole number from 1 to %d")
       :format(batch.MAX_CONCURRENCY), { field = "concurrency" })
   end
@@ -459,7 +496,7 @@ function batch.run(o)
     lines, format = read, detail
   else
     for i, line in ipairs(lines) do
-      if type(line) ~= "table" or (type(line.id) ~= "string" and math.type(line.id) ~= "integer")
+      if type(line) ~= "table" or (type(line.id) ~= "string" and compat.math_type(line.id) ~= "integer")
           or type(line.text) ~= "string" then
         return nil, core.error("invalid", ("lines[%d]: needs a string id and text"):format(i),
                                { field = "lines" })
@@ -473,7 +510,7 @@ function batch.run(o)
       batch_id = batch.default_id(path, model, o.content_id)
     else
       local parts = { model, o.content_id }
-      for _, line in ipairs(lines) do parts[#parts + 1] = tostring(line.id) .. "\0" .. line.text end
+      for _, line in ipairs(lines) do parts[#parts + 1] = id_text(line.id) .. "\0" .. line.text end
       batch_id = batch.hash(table.concat(parts, "\0"))
     end
   end
@@ -482,7 +519,7 @@ function batch.run(o)
   -- Lines, their customIds (distinct, or the batch cannot tell them apart).
   local items, by_custom = {}, {}
   for i, line in ipairs(lines) do
-    local id = tostring(line.id)
+    local id = id_text(line.id)
     local cid = batch.custom_id(batch_id, id)
     if by_custom[cid] then
       return nil, core.error("invalid", ("lines: ids %q and %q give the same customId %s")
@@ -493,7 +530,7 @@ function batch.run(o)
   end
 
   if o.download then
-    local ok = os.execute("mkdir -p -- " .. shell_quote(o.download))
+    local ok = compat.execute("mkdir -p -- " .. shell_quote(o.download))
     if not ok then
       return nil, core.error("invalid", "download: cannot create the directory " .. o.download,
                              { field = "download" })
@@ -679,7 +716,7 @@ function batch.run(o)
       local item = items[next_index]
       next_index = next_index + 1
       stats.in_flight = stats.in_flight + 1
-      local ok, err = pcall(voice, item)
+      local ok, err = compat.pcall(voice, item)   -- voice yields: 5.1's pcall cannot
       stats.in_flight = stats.in_flight - 1
       if not ok then
         finish(item, "failed", { error = { kind = "error", message = tostring(err) } })
@@ -740,9 +777,10 @@ local function clock(seconds)
   if not seconds or seconds ~= seconds or seconds == math.huge then return "--:--" end
   seconds = math.floor(seconds + 0.5)
   if seconds >= 3600 then
-    return ("%d:%02d:%02d"):format(seconds // 3600, seconds % 3600 // 60, seconds % 60)
+    return ("%d:%02d:%02d"):format(math.floor(seconds / 3600), math.floor(seconds % 3600 / 60),
+      seconds % 60)
   end
-  return ("%d:%02d"):format(seconds // 60, seconds % 60)
+  return ("%d:%02d"):format(math.floor(seconds / 60), seconds % 60)
 end
 
 --- An on_progress for batch.run that writes to a terminal or a log:

@@ -22,6 +22,9 @@
 local core = require "voiceclone.core"
 require "voiceclone.job"      -- refresh, is_final
 require "voiceclone.tasks"    -- spawn, step, sockets, timeout
+-- compat.pcall/xpcall: GetJob and on_job may yield inside a task, and Lua
+-- 5.1 cannot yield through its own pcall
+local compat = require "voiceclone.compat"
 
 local callbacks = {}
 
@@ -81,7 +84,7 @@ local function confirmer(client, max_body)
     if confirming[id] then return 503, "this job is being confirmed already" end
     confirming[id] = true
     -- GetJob: the body's own state and outputs are replaced by the service's.
-    local ok, job, ferr = pcall(claimed.refresh, claimed)
+    local ok, job, ferr = compat.pcall(claimed.refresh, claimed)
     confirming[id] = nil
     if not ok then error(job, 0) end
     if not job then
@@ -131,7 +134,7 @@ function callbacks.handler(client, on_job, options)
     end
     local status, reason, job = check(body)
     if not job then return status, reason end
-    local ok, err = xpcall(on_job, debug.traceback, job)
+    local ok, err = compat.xpcall(on_job, debug.traceback, job)
     if not ok then
       forget(job.id)
       on_error(err, job)
@@ -264,7 +267,7 @@ function callbacks.listen(options)
 
   local function act(job)
     if stopping then return false end
-    local ok, result = xpcall(on_job, debug.traceback, job)
+    local ok, result = compat.xpcall(on_job, debug.traceback, job)
     acted = acted + 1
     if not ok then
       on_error(result, job)
@@ -275,7 +278,7 @@ function callbacks.listen(options)
   end
 
   local function confirm(c, body)
-    local ok, err = xpcall(function()
+    local ok, err = compat.xpcall(function()
       local status, reason, job = check(body)
       if job and stopping then
         forget(job.id)
@@ -305,7 +308,7 @@ function callbacks.listen(options)
     if headers["transfer-encoding"] or not length or #length > 15 then
       return answer(c, 411, "a Content-Length is required")
     end
-    length = math.tointeger(tonumber(length))
+    length = compat.tointeger(tonumber(length))
     if length > max_body then
       return answer(c, 413, ("the body is larger than %d bytes"):format(max_body))
     end

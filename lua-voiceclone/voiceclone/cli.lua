@@ -10,6 +10,9 @@
 -- global options (credentials, endpoint, --json). voiceclone.core is loaded
 -- only by those: `voiceclone --help` and `sandbox` work without it.
 local cjson = require("cjson.safe").new()
+local compat = require "voiceclone.compat"
+
+local utf8 = compat.utf8
 
 local cli = {}
 
@@ -80,14 +83,14 @@ function Context:redact(text)
 end
 
 function Context:out(...)
-  local parts = table.pack(...)
+  local parts = compat.pack(...)
   for i = 1, parts.n do parts[i] = tostring(parts[i]) end
   io.stdout:write(self:redact(table.concat(parts, "", 1, parts.n)))
   io.stdout:flush()
 end
 
 function Context:err(...)
-  local parts = table.pack(...)
+  local parts = compat.pack(...)
   for i = 1, parts.n do parts[i] = tostring(parts[i]) end
   io.stderr:write(self:redact(table.concat(parts, "", 1, parts.n)))
   io.stderr:flush()
@@ -144,11 +147,11 @@ local function parse(args, spec, max_positional)
         end
         if kind == "number" or kind == "integer" then
           local n = tonumber(value)
-          if not n or n < 0 or (kind == "integer" and not math.tointeger(n)) then
+          if not n or n < 0 or (kind == "integer" and not compat.tointeger(n)) then
             return nil, string.format("--%s needs a %s number (got %q)",
               name, kind == "integer" and "whole" or "non-negative", value)
           end
-          value = kind == "integer" and math.tointeger(n) or n
+          value = kind == "integer" and compat.tointeger(n) or n
         end
         if kind == "list" then
           options[name] = options[name] or {}
@@ -235,7 +238,7 @@ local function api_job(job)
     for _, output in ipairs(data.outputs) do
       if type(output) == "table" and type(output.inputSelectors) == "table" then
         local wire = array()
-        for i, n in ipairs(output.inputSelectors) do wire[i] = math.type(n) and n - 1 or n end
+        for i, n in ipairs(output.inputSelectors) do wire[i] = type(n) == "number" and n - 1 or n end
         output.inputSelectors = wire
       end
     end
@@ -247,7 +250,7 @@ cli.api_job = api_job
 local function iso_time(ms)
   local n = tonumber(ms)
   if not n or n <= 0 then return "-" end
-  return os.date("!%Y-%m-%dT%H:%M:%SZ", n // 1000)
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(n / 1000))
 end
 
 local function output_of(job)
@@ -494,7 +497,7 @@ local function read_text(ctx, args, o)
   if o.text and args[1] then return nil, ctx:usage("give the text once: as TEXT or with --text") end
   if not text then return nil, ctx:usage("no TEXT to say") end
   if text == "-" and not o.text then
-    text = io.stdin:read("a") or ""
+    text = io.stdin:read("*a") or ""   -- "*a": 5.1 and 5.2 need the star
     text = text:gsub("\r?\n$", "")
   end
   return text
@@ -742,7 +745,7 @@ options:
 -- batch --------------------------------------------------------------------
 
 local function stderr_is_terminal()
-  local ok = os.execute("test -t 2")
+  local ok = compat.execute("test -t 2")
   return ok == true
 end
 
@@ -956,7 +959,7 @@ options:
       return ctx:fail({ kind = "invalid", message = "voiceclone.callbacks is not available: "
         .. tostring(callbacks) })
     end
-    if o.out and not os.execute("mkdir -p -- " .. shell_quote(o.out)) then
+    if o.out and not compat.execute("mkdir -p -- " .. shell_quote(o.out)) then
       return ctx:fail { kind = "local", message = "cannot create the directory " .. o.out }
     end
     local client, status = ctx:client(o)
@@ -993,7 +996,7 @@ options:
           :format(shell_quote(id), shell_quote(state),
             file and (" VOICECLONE_JOB_FILE=" .. shell_quote(file)) or "",
             shell_quote(o.exec), shell_quote(id), shell_quote(state))
-        local ok, how, code = os.execute(command)
+        local ok, how, code = compat.execute(command)
         if not ok then
           failures = failures + 1
           ctx:err(PROGRAM, " callbacks: --exec for job ", id, " ended with ", tostring(how), " ",
@@ -1081,7 +1084,8 @@ function cli.main(args, extra)
     return EXIT.USAGE
   end
   ctx.command = name
-  local rest = table.move(args, i + 1, #args, #pre + 1, pre)
+  local rest = pre
+  for j = i + 1, #args do rest[#rest + 1] = args[j] end
   for _, a in ipairs(rest) do
     if a == "--" then break end
     if a == "-h" or a == "--help" then
@@ -1107,7 +1111,7 @@ function cli.main(args, extra)
   end
   ctx.json_output = builtin and options.json
   if not builtin then return command.run(options, positional) end
-  local ok, status = xpcall(command.run, debug.traceback, ctx, options, positional)
+  local ok, status = compat.xpcall(command.run, debug.traceback, ctx, options, positional)
   if not ok then
     if tostring(status):find("interrupted!", 1, true) then   -- Ctrl-C (lua's own SIGINT hook)
       ctx:err(PROGRAM, " ", name, ": interrupted\n")

@@ -18,6 +18,9 @@ local util = require "voiceclone.sandbox.util"
 local httpd = require "voiceclone.sandbox.httpd"
 local jobs = require "voiceclone.sandbox.jobs"
 local validate = require "voiceclone.sandbox.validate"
+local compat = require "voiceclone.compat"
+
+local utf8 = compat.utf8
 
 local sandbox = {}
 
@@ -55,7 +58,7 @@ local CONTENT_TYPES = {
 
 local OPTION_CHECKS = {
   host = function(v) return type(v) == "string" and v ~= "" end,
-  port = function(v) return math.type(v) == "integer" and v >= 0 and v <= 65535 end,
+  port = function(v) return compat.math_type(v) == "integer" and v >= 0 and v <= 65535 end,
   data = function(v) return type(v) == "string" and v ~= "" end,
   latency_ms = function(v) return type(v) == "number" and v >= 0 end,
   queue_seconds = function(v) return type(v) == "number" and v >= 0 end,

@@ -13,6 +13,7 @@ local core = require "voiceclone.core"
 require "voiceclone.client"   -- train, synthesize, models
 require "voiceclone.job"      -- wait, download
 require "voiceclone.tasks"    -- spawn, run, sleep
+local compat = require "voiceclone.compat"
 
 local workflow = {}
 
@@ -113,7 +114,7 @@ local function check_tts(client, o)
   if o.content_id == nil then return nil, invalid("content_id", "is required") end
   if o.lines == nil then return nil, invalid("lines", "is required") end
   local c = o.concurrency
-  if c ~= nil and (math.type(c) ~= "integer" and c ~= math.huge or c < 1) then
+  if c ~= nil and (compat.math_type(c) ~= "integer" and c ~= math.huge or c < 1) then
     return nil, invalid("concurrency", "must be a whole number, at least 1")
   end
   local ids, seen = {}, {}
@@ -146,7 +147,7 @@ local function check_tts(client, o)
     -- ...and that they can be written (the directory is made if missing).
     local ok, why = writable_dir(o.download)
     if not ok then
-      os.execute("mkdir -p -- '" .. o.download:gsub("'", "'\\''") .. "' 2>/dev/null")
+      compat.execute("mkdir -p -- '" .. o.download:gsub("'", "'\\''") .. "' 2>/dev/null")
       ok, why = writable_dir(o.download)
     end
     if not ok then return nil, invalid("download", "cannot write files there: " .. tostring(why)) end
@@ -278,7 +279,7 @@ function workflow.train_then_synthesize(client, options)
   local function worker()
     while raised == nil and next_line < #results do
       next_line = next_line + 1
-      local ok, problem = pcall(speak, results[next_line])
+      local ok, problem = compat.pcall(speak, results[next_line])   -- speak yields: 5.1's pcall cannot
       if not ok then raised = problem end
     end
     running = running - 1

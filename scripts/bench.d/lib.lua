@@ -6,8 +6,13 @@ lib.DIR = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 lib.ROOT = lib.DIR .. "/../.."
 package.path = lib.DIR .. "/?.lua;" .. lib.ROOT .. "/lua-voiceclone/?.lua;"
   .. lib.ROOT .. "/lua-voiceclone/?/init.lua;" .. package.path
--- scripts/bench runs a copy of the build, which a rebuild cannot change mid-run
-package.cpath = (os.getenv("BENCH_CPATH") or (lib.ROOT .. "/build/?.so")) .. ";" .. package.cpath
+-- scripts/bench runs a copy of the build, which a rebuild cannot change mid-run;
+-- else $VOICECLONE_CPATH, else the in-tree build of the Lua running this
+lib.BUILD = type(jit) == "table" and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+package.cpath = (os.getenv("BENCH_CPATH") or os.getenv("VOICECLONE_CPATH")
+  or (lib.ROOT .. "/build/" .. lib.BUILD .. "/?.so")) .. ";" .. package.cpath
+
+local compat = require "voiceclone.compat"
 
 lib.SECRET_ID = os.getenv("BENCH_SECRET_ID") or "bench-id"
 lib.SECRET_KEY = os.getenv("BENCH_SECRET_KEY") or "bench-key"
@@ -30,7 +35,7 @@ lib.GET_JOB_BODY = '{"action":"GetJob","secretId":"' .. lib.SECRET_ID .. '","sec
 
 local function getconf(name, default)
   local p = io.popen("getconf " .. name .. " 2>/dev/null")
-  local value = p and tonumber(p:read("l"))
+  local value = p and tonumber(p:read("*l"))   -- "*l", "*a": 5.1 and 5.2 need the star
   if p then p:close() end
   return value or default
 end
@@ -40,7 +45,7 @@ local CLOCK_TICKS = getconf("CLK_TCK", 100)
 -- Resident set size of this process, KiB (/proc/self/statm).
 function lib.rss_kib()
   local f = io.open("/proc/self/statm", "r")
-  local text = f:read("l")
+  local text = f:read("*l")
   f:close()
   return tonumber(text:match("^%d+%s+(%d+)")) * PAGE_KIB
 end
@@ -49,7 +54,7 @@ end
 function lib.cpu_seconds(pid)
   local f = io.open("/proc/" .. tostring(pid) .. "/stat", "r")
   if not f then return nil end
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   local rest = text:match("%) (.*)$")
   local fields = {}
@@ -65,7 +70,7 @@ function lib.report(values)
   table.sort(keys)
   for _, k in ipairs(keys) do
     local v = values[k]
-    if math.type(v) == "float" then v = string.format("%.6g", v) end
+    if compat.math_type(v) == "float" then v = string.format("%.6g", v) end
     io.stdout:write(k, "=", tostring(v), "\n")
   end
   io.stdout:flush()
@@ -97,7 +102,7 @@ if arg and arg[0] and arg[0]:match("lib%.lua$") and arg[1] then
       end
     end
     table.sort(runs, function(a, b) return a.value < b.value end)
-    if #runs > 0 then print(runs[(#runs + 1) // 2].file) end
+    if #runs > 0 then print(runs[math.floor((#runs + 1) / 2)].file) end
   else
     error("unknown command " .. what)
   end

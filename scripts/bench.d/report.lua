@@ -113,7 +113,7 @@ end
 if profile_file then
   local f = io.open(profile_file, "r")
   if f then
-    print("  row 2: " .. f:read("a"):gsub("\n$", ""):gsub("\n", "\n  "))
+    print("  row 2: " .. f:read("*a"):gsub("\n$", ""):gsub("\n", "\n  "))
     f:close()
   end
 end

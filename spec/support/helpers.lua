@@ -3,9 +3,20 @@
 local socket = require "socket"
 local http = require "socket.http"
 local cjson = require("cjson.safe").new()
-local voiceclone = require "voiceclone"
+local compat = require "voiceclone.compat"
 
 local helpers = {}
+
+--- The interpreter the suite runs under (scripts/run-specs exports it):
+-- every child Lua of the specs is started with it.
+helpers.LUA = os.getenv("VOICECLONE_LUA") or "lua5.4"
+--- Where the in-tree build of voiceclone.core is: a package.cpath template.
+helpers.CPATH = os.getenv("VOICECLONE_CPATH") or "build/lua5.4/?.so"
+--- The Lua version of that interpreter's module paths (LuaJIT's are 5.1's),
+-- and Debian's directory of C modules for it (cjson, socket...).
+helpers.LUA_VERSION = helpers.LUA:find("luajit", 1, true) and "5.1"
+  or helpers.LUA:match("lua(5%.%d)") or (type(jit) == "table" and "5.1" or _VERSION:match("%d+%.%d+"))
+helpers.SYSTEM_CPATH = "/usr/lib/x86_64-linux-gnu/lua/" .. helpers.LUA_VERSION .. "/?.so"
 
 helpers.SECRET_ID = "spec-id"
 helpers.SECRET_KEY = "spec-key-0123456789abcdef"
@@ -19,7 +30,7 @@ end
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")   -- "*a": 5.1 and 5.2 need the star
   f:close()
   return s
 end
@@ -32,8 +43,22 @@ end
 
 -- Runs a shell command without the sanitizer preload (make test-asan), which
 -- is meant for the Lua running the specs only: espeak-ng hangs under it.
+-- Returns what os.execute does on 5.2+: true|nil, "exit"|"signal", code.
 function helpers.run(command)
-  return os.execute("env -u LD_PRELOAD sh -c " .. helpers.quote(command))
+  return compat.execute("env -u LD_PRELOAD sh -c " .. helpers.quote(command))
+end
+
+--- Output of a shell command, then true|nil, "exit", its exit status (the
+-- shell's: 128 + N for signal N). A popen's close tells no status on Lua 5.1,
+-- so the shell prints it after the output.
+function helpers.read_command(command)
+  local p = assert(io.popen("(" .. command .. "); echo \"<exit $?>\""))
+  local text = p:read("*a")
+  p:close()
+  local output, code = text:match("^(.-)<exit (%d+)>\n?$")
+  if not output then return text, nil, "exit", nil end
+  code = tonumber(code)
+  return output, code == 0 or nil, "exit", code
 end
 
 --- A fresh directory; pass busted's `finally` to have it removed when the
@@ -70,7 +95,7 @@ function helpers.start_sandbox(args)
     "--secret-id " .. helpers.SECRET_ID, "--secret-key " .. helpers.SECRET_KEY,
   }
   for _, flag in ipairs(args or {}) do flags[#flags + 1] = flag end
-  spawn("lua5.4 scripts/voiceclone sandbox " .. table.concat(flags, " "), log)
+  spawn(helpers.LUA .. " scripts/voiceclone sandbox " .. table.concat(flags, " "), log)
   local line = wait_for("the sandbox to listen", function()
     return (read_file(log) or ""):match("listening on [^\n]+")
   end)
@@ -91,7 +116,7 @@ function helpers.client(sandbox, options)
   local settings = { endpoint = sandbox.url, secret_id = helpers.SECRET_ID,
                      secret_key = helpers.SECRET_KEY, timeout = 10 }
   for k, v in pairs(options or {}) do settings[k] = v end
-  return assert(voiceclone.new(settings))
+  return assert(require("voiceclone").new(settings))   -- loaded here: sandbox specs need no core
 end
 
 --- The API requests the sandbox received after sequence number `since`,
@@ -118,7 +143,7 @@ end
 --- Starts spec/support/misbehaving_server.lua; returns { url_for = fn(scenario), stop = fn }.
 function helpers.start_misbehaving_server()
   local port_file, log = tmpname(), tmpname()
-  spawn("lua5.4 spec/support/misbehaving_server.lua " .. port_file, log)
+  spawn(helpers.LUA .. " spec/support/misbehaving_server.lua " .. port_file, log)
   local port = wait_for("the misbehaving server", function()
     local text = read_file(port_file)
     return text and text:match("%d+")

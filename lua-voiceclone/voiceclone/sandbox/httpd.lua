@@ -46,7 +46,7 @@ local function heap_push(h, item)
   h[#h + 1] = item
   local i = #h
   while i > 1 do
-    local p = i // 2
+    local p = math.floor(i / 2)
     if heap_less(h[i], h[p]) then h[i], h[p] = h[p], h[i]; i = p else break end
   end
 end
@@ -306,7 +306,8 @@ function Server:_process(c)
     c.req = nil
     c.busy = true
     local started = self.clock()
-    local ok, res = xpcall(self.handler, debug.traceback, req)
+    -- (a closure: Lua 5.1's xpcall passes no arguments)
+    local ok, res = xpcall(function() return self.handler(req) end, debug.traceback)
     if not ok or type(res) ~= "table" then
       self:_log("handler error: %s", tostring(res))
       res = { status = 500, body = self.error_body(500, "InternalError",
@@ -402,7 +403,7 @@ end
 
 -- A fault while serving one connection closes that connection, never the server.
 function Server:_guard(c, method)
-  local ok, err = xpcall(method, debug.traceback, self, c)
+  local ok, err = xpcall(function() return method(self, c) end, debug.traceback)
   if not ok then
     self:_log("connection error: %s", tostring(err))
     c.in_process = false

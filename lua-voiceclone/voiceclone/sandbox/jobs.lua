@@ -7,6 +7,7 @@
 -- model is added. Jobs found unfinished on load resume.
 local util = require "voiceclone.sandbox.util"
 local work = require "voiceclone.sandbox.work"
+local compat = require "voiceclone.compat"
 
 local jobs = {}
 
@@ -99,7 +100,7 @@ function Store:load()
     if not ok then return nil, err end
   end
   -- Work directories of a previous run are stale: their jobs restart.
-  os.execute("rm -rf -- " .. util.quote(self.workdir) .. " 2>/dev/null")
+  compat.execute("rm -rf -- " .. util.quote(self.workdir) .. " 2>/dev/null")
   local ok, err = util.mkdir_p(self.workdir)
   if not ok then return nil, err end
 
@@ -114,7 +115,7 @@ function Store:load()
   text = util.read_file(self.journal_path) or ""
   for line in text:gmatch("[^\n]+") do
     local job = util.decode(line)   -- a torn last line (crash mid-write) is skipped
-    if type(job) == "table" and type(job.id) == "string" and math.type(job.state) == "integer"
+    if type(job) == "table" and type(job.id) == "string" and compat.math_type(job.state) == "integer"
         and type(job.timing) == "table" then
       if not self.by_id[job.id] then self:_add(job) end
       self.by_id[job.id] = job

@@ -4,7 +4,7 @@
 -- follows the formants, not the voice, so it cannot tell voices apart.
 --
 -- Run as a script by the sandbox's background jobs, so the event loop never
--- spends the CPU:  lua5.4 pitch.lua RECORDING.raw   (8 kHz, s16le, mono)
+-- spends the CPU:  lua pitch.lua RECORDING.raw   (8 kHz, s16le, mono; any Lua)
 -- prints the pitch in Hz, or nothing when no frame is voiced.
 local pitch = {}
 
@@ -15,15 +15,25 @@ local MIN_POWER = 1e5                   -- mean square of a voiced frame
 local MIN_MATCH = 0.3                   -- autocorrelation / energy of a periodic frame
 local PEAK_SHARE = 0.85                 -- of the best match, for the shortest period
 
-function pitch.estimate(raw)
-  local count = #raw // 2
-  local samples = { string.unpack(("<" .. ("i2"):rep(math.min(count, 4000))), raw) }
-  for offset = 4000, count - 1, 4000 do  -- unpack in slices: its argument count is bounded
-    local n = math.min(4000, count - offset)
-    local slice = { string.unpack("<" .. ("i2"):rep(n), raw, 2 * offset + 1) }
-    table.move(slice, 1, n, offset + 1, samples)
+-- Signed 16-bit little-endian samples, in plain Lua (string.unpack is 5.3+).
+local function decode_samples(raw)
+  local count = math.floor(#raw / 2)
+  local samples = {}
+  for offset = 0, count - 1, 2000 do  -- string.byte in slices: its result count is bounded
+    local n = math.min(2000, count - offset)
+    local bytes = { raw:byte(2 * offset + 1, 2 * (offset + n)) }
+    for i = 1, n do
+      local v = bytes[2 * i - 1] + 256 * bytes[2 * i]
+      if v >= 32768 then v = v - 65536 end
+      samples[offset + i] = v
+    end
   end
-  local min_lag, max_lag = pitch.RATE // MAX_HZ, pitch.RATE // MIN_HZ
+  return samples, count
+end
+
+function pitch.estimate(raw)
+  local samples, count = decode_samples(raw)
+  local min_lag, max_lag = math.floor(pitch.RATE / MAX_HZ), math.floor(pitch.RATE / MIN_HZ)
   local found = {}
   for start = 1, count - FRAME - max_lag - 1, FRAME do
     local energy = 0
@@ -49,12 +59,12 @@ function pitch.estimate(raw)
   end
   if #found == 0 then return nil end
   table.sort(found)
-  return found[#found // 2 + 1]
+  return found[math.floor(#found / 2) + 1]
 end
 
 if arg and arg[0] and arg[0]:match("pitch%.lua$") and arg[1] then
   local f = assert(io.open(arg[1], "rb"))
-  local hz = pitch.estimate(f:read("a"))
+  local hz = pitch.estimate(f:read("*a"))   -- "*a": 5.1 and 5.2 need the star
   f:close()
   if hz then print(string.format("%.1f", hz)) end
 end

@@ -1,6 +1,7 @@
 -- Small helpers shared by the sandbox parts: JSON, ids, clock, files, shell
 -- quoting, background processes and URL/path safety checks.
 local socket = require "socket"
+local compat = require "voiceclone.compat"
 
 local util = {}
 
@@ -17,7 +18,7 @@ function util.normalize_numbers(v)
   if type(v) == "table" then
     for k, x in pairs(v) do
       if type(x) == "number" then
-        v[k] = math.tointeger(x) or x
+        v[k] = compat.tointeger(x) or x
       elseif type(x) == "table" then
         util.normalize_numbers(x)
       end
@@ -30,7 +31,7 @@ end
 function util.decode(text)
   local v, err = json.decode(text)
   if v == nil then return nil, err end
-  if type(v) == "number" then return math.tointeger(v) or v end
+  if type(v) == "number" then return compat.tointeger(v) or v end
   return util.normalize_numbers(v)
 end
 
@@ -53,17 +54,21 @@ function util.ms_string(seconds)
 end
 
 -- Seed Lua's generator from the kernel once, so ids differ between runs.
+-- Two seeds of 31 bits: 5.4 takes both; 5.1-5.3 and LuaJIT the first, which
+-- 5.1 must find in an int.
 local seeded = false
 local function seed()
   if seeded then return end
   seeded = true
   local f = io.open("/dev/urandom", "rb")
-  local bytes = f and f:read(16)
+  local bytes = f and f:read(8)
   if f then f:close() end
-  if bytes and #bytes == 16 then
-    math.randomseed(string.unpack("<i8i8", bytes))
+  if bytes and #bytes == 8 then
+    local b = { bytes:byte(1, 8) }
+    math.randomseed((b[1] % 128) * 2 ^ 24 + b[2] * 2 ^ 16 + b[3] * 2 ^ 8 + b[4],
+      (b[5] % 128) * 2 ^ 24 + b[6] * 2 ^ 16 + b[7] * 2 ^ 8 + b[8])
   else
-    math.randomseed(math.floor(socket.gettime() * 1e6))
+    math.randomseed(math.floor(socket.gettime() * 1e6) % 2 ^ 31)
   end
 end
 
@@ -72,9 +77,9 @@ function util.uuid()
   seed()
   local b = {}
   for i = 1, 16 do b[i] = math.random(0, 255) end
-  b[7] = (b[7] & 0x0f) | 0x40
-  b[9] = (b[9] & 0x3f) | 0x80
-  local hex = string.format(string.rep("%02x", 16), table.unpack(b))
+  b[7] = b[7] % 16 + 0x40   -- version 4: high nibble 0100
+  b[9] = b[9] % 64 + 0x80   -- variant: high bits 10
+  local hex = string.format(string.rep("%02x", 16), compat.unpack(b))
   return string.format("%s-%s-%s-%s-%s", hex:sub(1, 8), hex:sub(9, 12),
     hex:sub(13, 16), hex:sub(17, 20), hex:sub(21, 32))
 end
@@ -82,14 +87,15 @@ end
 -- Short random hex token (work directory names, temp files).
 function util.token()
   seed()
-  return string.format("%08x", math.random(0, 0xffffffff))
+  -- two halves: Lua 5.1's math.random takes no bound past an int's
+  return string.format("%04x%04x", math.random(0, 0xffff), math.random(0, 0xffff))
 end
 
 -- Pid of this Lua process: the first field of /proc/self/stat, as opened by us.
 function util.pid()
   local f = io.open("/proc/self/stat", "r")
   if not f then return nil end
-  local line = f:read("l")
+  local line = f:read("*l")   -- "*l", "*a": 5.1 and 5.2 need the star
   f:close()
   return line and tonumber(line:match("^(%d+)"))
 end
@@ -100,7 +106,7 @@ end
 function util.read_file(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
-  local data, rerr = f:read("a")
+  local data, rerr = f:read("*a")
   f:close()
   return data, rerr
 end
@@ -148,7 +154,7 @@ end
 
 -- mkdir -p (synchronous: a short local command, run only at start).
 function util.mkdir_p(path)
-  local ok = os.execute("mkdir -p -- " .. util.quote(path) .. " 2>/dev/null")
+  local ok = compat.execute("mkdir -p -- " .. util.quote(path) .. " 2>/dev/null")
   if not ok then return nil, "cannot create directory " .. path end
   return true
 end
@@ -157,7 +163,7 @@ end
 function util.absolute(path)
   if path:sub(1, 1) == "/" then return path end
   local p = io.popen("pwd", "r")
-  local cwd = p and p:read("l")
+  local cwd = p and p:read("*l")
   if p then p:close() end
   if not cwd or cwd == "" then return path end
   path = path:gsub("^%./", "")
@@ -212,7 +218,7 @@ function Launcher:spawn(script, args, log)
   -- The launcher is gone (killed?): start a new one next time, run this one directly.
   if self.pipe then pcall(self.pipe.close, self.pipe) end
   self.pipe = nil
-  return os.execute(cmd)
+  return compat.execute(cmd)
 end
 
 -- Idempotent. Children already started go on by themselves.

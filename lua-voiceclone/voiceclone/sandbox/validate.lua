@@ -3,6 +3,11 @@
 -- (e.g. createJobRequest.outputs[0].smartContentDescriptor.outputPrefix).
 -- Each checker returns the request object (numbers already normalised by
 -- util.decode) or nil, message.
+local compat = require "voiceclone.compat"
+
+local utf8 = compat.utf8
+local math_type = compat.math_type
+
 local validate = {}
 
 local MAX_SOURCE_CHARS = 512
@@ -20,7 +25,7 @@ end
 local function describe(v)
   if v == nil then return "missing" end
   if type(v) == "userdata" then return "null" end
-  if math.type(v) == "float" then return "a non-integer number" end
+  if math_type(v) == "float" then return "a non-integer number" end
   if type(v) == "table" then return "an object or array" end
   return "a " .. type(v)
 end
@@ -30,7 +35,7 @@ local function is_array(t)
   if type(t) ~= "table" then return false end
   local n = 0
   for k in pairs(t) do
-    if math.type(k) ~= "integer" or k < 1 then return false end
+    if math_type(k) ~= "integer" or k < 1 then return false end
     n = n + 1
   end
   return n == #t
@@ -73,7 +78,7 @@ end
 
 local function integer(path, v, required)
   if v == nil and not required then return nil end
-  if math.type(v) ~= "integer" then fail(path, "must be an integer (got %s)", describe(v)) end
+  if math_type(v) ~= "integer" then fail(path, "must be an integer (got %s)", describe(v)) end
   return v
 end
 

@@ -25,6 +25,10 @@
 -- for a destination directory that does not exist yet); recordings are still
 -- fetched and measured by the prepare script, as they are for speech.
 local util = require "voiceclone.sandbox.util"
+local compat = require "voiceclone.compat"
+
+local utf8 = compat.utf8
+local spack = string.pack or require("compat53.string").pack   -- 5.3+, else lua-compat53's
 
 local work = {}
 
@@ -41,9 +45,10 @@ local TONE_SECONDS = 0.3                  -- of tone per selected input (--audio
 local TONE_AMPLITUDE = 0.3 * 32767
 local TONE_FADE_SECONDS = 0.01            -- fade in and out: no click at either end
 
--- The pitch estimator runs as a script in the background jobs.
-local LUA = os.getenv("VOICECLONE_LUA") or "lua5.4"
-local PITCH_SCRIPT = util.absolute(assert(package.searchpath("voiceclone.sandbox.pitch", package.path)))
+-- The pitch estimator runs as a script in the background jobs, under the
+-- interpreter running the sandbox ($VOICECLONE_LUA if set).
+local LUA = compat.interpreter()
+local PITCH_SCRIPT = util.absolute(assert(compat.searchpath("voiceclone.sandbox.pitch", package.path)))
 
 -- espeak-ng voices and the pitch (Hz, measured with sandbox/pitch.lua) that
 -- its -p knob gives them: a model speaks with the voice and knob setting
@@ -119,14 +124,14 @@ local function tone_wav(hz, segments)
     chunk[#chunk + 1] = math.floor(TONE_AMPLITUDE * gain * math.sin(step * i) + 0.5)
     if #chunk == 1000 or i == n - 1 then
       local fmt = #chunk == 1000 and packed or "<" .. ("i2"):rep(#chunk)
-      samples[#samples + 1] = string.pack(fmt, table.unpack(chunk))
+      samples[#samples + 1] = spack(fmt, compat.unpack(chunk))
       chunk = {}
     end
   end
   local data = table.concat(samples)
-  wav = "RIFF" .. string.pack("<I4", 36 + #data) .. "WAVE"
-    .. "fmt " .. string.pack("<I4I2I2I4I4I2I2", 16, 1, 1, rate, rate * 2, 2, 16)
-    .. "data" .. string.pack("<I4", #data) .. data
+  wav = "RIFF" .. spack("<I4", 36 + #data) .. "WAVE"
+    .. "fmt " .. spack("<I4I2I2I4I4I2I2", 16, 1, 1, rate, rate * 2, 2, 16)
+    .. "data" .. spack("<I4", #data) .. data
   if tone_cached >= TONE_CACHE_MAX then tone_cache, tone_cached = {}, 0 end
   tone_cache[key], tone_cached = wav, tone_cached + 1
   return wav
@@ -351,7 +356,7 @@ function Run:_render()
             self:_step("GenerationFailed", "%s: espeak-ng could not speak input %d", label, k - 1))
         else
           local rec = self.plan.recordings[k]
-          local cents = 1200 * math.log(o.pitch / rec.pitch, 2)
+          local cents = 1200 * math.log(o.pitch / rec.pitch) / math.log(2)   -- 5.1: no base argument
           lines[#lines + 1] = string.format(
             "timeout %s sox %s -r %s -c 1 -b 16 %s pitch %.1f || fail %d",
             TOOL_TIMEOUT, q(rec.file), RATE, seg, cents,
