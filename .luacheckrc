@@ -1,3 +1,3 @@
-std = "lua54"
+std = "max"
 files["spec/"] = { std = "+busted" }
 max_line_length = 110

@@ -7,7 +7,7 @@ source = {
 description = {
   summary = "Voice cloning for Lua: train a voice, then speak or convert in it",
   detailed = [[
-    A Lua 5.4 client for the voice cloning service (train a voice model from
+    A Lua client (5.1 to 5.4, LuaJIT) for the voice cloning service (train a voice model from
     a recording, speak text or convert a recording in that voice), with a C
     core on libcurl and lua-cjson, and a local sandbox of the service for
     offline development.
@@ -15,7 +15,7 @@ description = {
   license = "MIT",
 }
 dependencies = {
-  "lua >= 5.4",
+  "lua >= 5.1",
   "lua-cjson",
   -- the sandbox and callbacks.listen also need luasocket (Debian: lua-socket)
 }
@@ -27,13 +27,19 @@ build = {
   modules = {
     ["voiceclone.core"] = {
       sources = {
+        "lua-voiceclone/src/buffer.c",
+        "lua-voiceclone/src/call.c",
         "lua-voiceclone/src/client.c",
+        "lua-voiceclone/src/compat.c",
+        "lua-voiceclone/src/download.c",
         "lua-voiceclone/src/error.c",
         "lua-voiceclone/src/job.c",
+        "lua-voiceclone/src/loop.c",
         "lua-voiceclone/src/model.c",
         "lua-voiceclone/src/record.c",
-        "lua-voiceclone/src/request.c",
         "lua-voiceclone/src/response.c",
+        "lua-voiceclone/src/rules.c",
+        "lua-voiceclone/src/secret.c",
         "lua-voiceclone/src/transport.c",
         "lua-voiceclone/src/voiceclone.c",
       },
@@ -45,6 +51,8 @@ build = {
     ["voiceclone"] = "lua-voiceclone/voiceclone/init.lua",
     ["voiceclone.client"] = "lua-voiceclone/voiceclone/client.lua",
     ["voiceclone.job"] = "lua-voiceclone/voiceclone/job.lua",
+    ["voiceclone.model"] = "lua-voiceclone/voiceclone/model.lua",
+    ["voiceclone.compat"] = "lua-voiceclone/voiceclone/compat.lua",
     ["voiceclone.tasks"] = "lua-voiceclone/voiceclone/tasks.lua",
     ["voiceclone.workflow"] = "lua-voiceclone/voiceclone/workflow.lua",
     ["voiceclone.callbacks"] = "lua-voiceclone/voiceclone/callbacks.lua",

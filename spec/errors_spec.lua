@@ -285,7 +285,7 @@ describe("errors", function()
       assert.equal("integer", math_type(done.state))
       local output = done.outputs[1]
       assert.equal("integer", math_type(output.smartContentDescriptor.voiceCloning.type))
-      assert.same({ 1 }, output.inputSelectors)
+      assert.same({ 0 }, output.inputSelectors)
       assert.equal("integer", math_type(output.inputSelectors[1]))
       assert.is_true(done:is_final())
     end)

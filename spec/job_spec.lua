@@ -27,7 +27,7 @@ describe("a job", function()
     assert.is_false(job:is_final())
     assert.equal("c-1", job.customId)
     assert.equal("你好, world", job.inputs[1].sourceData)
-    assert.same({ 1 }, job.outputs[1].inputSelectors)       -- 0 on the wire, 1 in Lua
+    assert.same({ 0 }, job.outputs[1].inputSelectors)       -- the service's own value
     assert.equal("repo", job.outputs[1].contentId)
     assert.equal("/lines", job.outputs[1].destination)
     assert.equal("hi_", job.outputs[1].smartContentDescriptor.outputPrefix)
@@ -254,7 +254,7 @@ describe("a callback", function()
     local job = assert(voiceclone.job_from_callback(
       '{"job":{"id":"j","state":4,"errorCode":"Boom","outputs":[{"inputSelectors":[0]}]}}'))
     assert.equal("ERROR", job:status())
-    assert.same({ 1 }, job.outputs[1].inputSelectors)
+    assert.same({ 0 }, job.outputs[1].inputSelectors)
     assert.equal("errorCode=Boom", job:reason())
     assert.is_nil(job:client())
     assert.has_error(function() job:refresh() end)

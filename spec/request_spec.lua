@@ -16,7 +16,7 @@ local function speech(edit)
     inputs = { { sourceData = "Hello" } },
     outputs = { {
       contentId = "repo",
-      inputSelectors = { 1 },
+      inputSelectors = { 0 },
       smartContentDescriptor = { voiceCloning = { type = 1, modelName = "default" } },
     } },
   }
@@ -37,7 +37,7 @@ local function training(edit)
   local request = {
     inputs = { { url = sandbox.url .. "/repos/spec/voice.wav" } },
     outputs = { {
-      inputSelectors = { 1 },
+      inputSelectors = { 0 },
       smartContentDescriptor = { voiceCloning = { type = 2, modelName = new_model_name() } },
     } },
   }
@@ -168,43 +168,53 @@ describe("requests", function()
     end)
 
     describe("inputSelectors", function()
-      it("counts from 1 in Lua and from 0 on the wire, both ways", function()
+      it("count from 0 as the service documents them, sent and read back unchanged", function()
         local wire, sent, job = created(speech(function(r)
           r.inputs = { { sourceData = "one" }, { sourceData = "two" } }
-          r.outputs[1].inputSelectors = { 2, 1 }
+          r.outputs[1].inputSelectors = { 1, 0 }
         end))
         assert.same({ 1, 0 }, wire.outputs[1].inputSelectors)
         assert.truthy(sent.body:find('"inputSelectors":[1,0]', 1, true), sent.body)
-        assert.same({ 2, 1 }, job.outputs[1].inputSelectors)
+        assert.same({ 1, 0 }, job.outputs[1].inputSelectors)
+        assert.same({ 1, 0 }, job:totable().outputs[1].inputSelectors)
       end)
 
-      it("accepts the last input's index", function()
+      it("take the service's own example, {0}: [0] on the wire, 0 read back", function()
+        local wire, sent, job = created(speech(function(r) r.outputs[1].inputSelectors = { 0 } end))
+        assert.same({ 0 }, wire.outputs[1].inputSelectors)
+        assert.truthy(sent.body:find('"inputSelectors":[0]', 1, true), sent.body)
+        assert.equal(0, job.outputs[1].inputSelectors[1])
+        local again = assert(client:get_job(job.id))
+        assert.equal(0, again.outputs[1].inputSelectors[1])
+      end)
+
+      it("accept the last input's index", function()
         local wire = created(speech(function(r)
           r.inputs = { { sourceData = "one" }, { sourceData = "two" }, { sourceData = "three" } }
-          r.outputs[1].inputSelectors = { 3 }
+          r.outputs[1].inputSelectors = { 2 }
         end))
         assert.same({ 2 }, wire.outputs[1].inputSelectors)
       end)
 
-      it("refuses 0, below the first input", function()
+      it("refuse -1, below the first input", function()
         assert_create_invalid("outputs[1].inputSelectors[1]", speech(function(r)
-          r.outputs[1].inputSelectors = { 0 }
+          r.outputs[1].inputSelectors = { -1 }
         end))
       end)
 
-      it("refuses the index after the last input", function()
+      it("refuse the index after the last input", function()
         assert_create_invalid("outputs[1].inputSelectors[2]", speech(function(r)
           r.inputs = { { sourceData = "one" }, { sourceData = "two" } }
-          r.outputs[1].inputSelectors = { 1, 3 }
+          r.outputs[1].inputSelectors = { 0, 2 }
         end))
       end)
 
-      it("refuses an index that is not an integer", function()
+      it("refuse an index that is not an integer", function()
         assert_create_invalid("outputs[1].inputSelectors[1]", speech(function(r)
-          r.outputs[1].inputSelectors = { 1.5 }
+          r.outputs[1].inputSelectors = { 0.5 }
         end))
         assert_create_invalid("outputs[1].inputSelectors[1]", speech(function(r)
-          r.outputs[1].inputSelectors = { "1" }
+          r.outputs[1].inputSelectors = { "0" }
         end))
       end)
 

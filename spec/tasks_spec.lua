@@ -65,43 +65,7 @@ local function model_list(models)
 end
 
 
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
--- Runs a Lua chunk in a new process of the suite's Lua (helpers.LUA) (the same module build, and the
--- same preloads, sanitizers included), where socket and new_client() (a
--- client of `endpoint`) are at hand. Returns its output, then whether it
--- exited with 0, and its exit code.
-local function in_a_child(chunk, endpoint)
-  local script = helpers.tmpname() .. ".lua"
-  local f = assert(io.open(script, "w"))
-  f:write([[
-    local path, cpath, endpoint, id, key = ...
-    package.path, package.cpath = path, cpath
-    local voiceclone = require "voiceclone"
-    socket = require "socket"
-    function new_client()
-      return assert(voiceclone.new { endpoint = endpoint, secret_id = id, secret_key = key, timeout = 10 })
-    end
-  ]], chunk)
-  f:close()
-  local output, ok, _, code = helpers.read_command(("%s %s %s %s %s %s %s 2>&1"):format(helpers.LUA,
-    script, quote(package.path), quote(package.cpath), quote(endpoint), quote(ID), quote(KEY)))
-  os.remove(script)
-  return output, ok == true, code
-end
-
--- A child's output, with a sanitizer report cut to its gist.
-local function brief(output)
-  if not output:find("Sanitizer", 1, true) then return output end
-  local lines = {}
-  for line in output:gmatch("[^\n]+") do
-    if line:find("ERROR:", 1, true) or line:find("SUMMARY:", 1, true) or line:find(" by thread ", 1, true)
-        or line:find("^READ") or line:find("^WRITE") or line:find("lua-voiceclone/src/", 1, true) then
-      lines[#lines + 1] = line
-    end
-  end
-  return table.concat(lines, "\n")
-end
+local in_a_child, brief = helpers.in_a_child, helpers.brief
 
 -- The message fn raised with (what: the call, for when it does not raise).
 local function pcall_message(fn, what)
@@ -132,7 +96,7 @@ describe("a task", function()
     local function request(custom)
       return {
         inputs = { { sourceData = "same either way" } },
-        outputs = { { contentId = "repo", destination = "/same", inputSelectors = { 1 },
+        outputs = { { contentId = "repo", destination = "/same", inputSelectors = { 0 },
                       smartContentDescriptor = { outputPrefix = "s_",
                                                  voiceCloning = { type = 1, modelName = "default" } } } },
         customId = custom,

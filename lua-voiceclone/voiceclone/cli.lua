@@ -231,15 +231,16 @@ local function error_fields(err)
            code = err.code, request_id = err.request_id, retryable = err.retryable }
 end
 
--- The job as the API shows it: inputSelectors count from 0, as on the wire.
+-- The job as the API shows it (the Job's data is the service's own); its
+-- arrays stay JSON arrays when printed.
 local function api_job(job)
   local data = job:totable()
   if type(data.outputs) == "table" then
     for _, output in ipairs(data.outputs) do
       if type(output) == "table" and type(output.inputSelectors) == "table" then
-        local wire = array()
-        for i, n in ipairs(output.inputSelectors) do wire[i] = type(n) == "number" and n - 1 or n end
-        output.inputSelectors = wire
+        local selectors = array()
+        for i, n in ipairs(output.inputSelectors) do selectors[i] = n end
+        output.inputSelectors = selectors
       end
     end
   end

@@ -13,7 +13,7 @@ local Client = core.Client       -- the method table of voiceclone.Client
 local await = tasks.await
 local GENERATE, TRAIN = core.type.GENERATE, core.type.TRAIN
 local MODELS_PAGE = 100
-local unpack = table.unpack or unpack
+local unpack = require("voiceclone.compat").unpack
 
 --- Closes the client: its requests in flight are abandoned, the key wiped.
 -- Closing twice does nothing; any other use of a closed client raises.

@@ -9,18 +9,15 @@
 -- The Client methods that use this (spawn, step, run, sleep, ...) are
 -- defined in voiceclone/client.lua.
 local core = require "voiceclone.core"
+local compat = require "voiceclone.compat"
 
-local unpack = table.unpack or unpack
+local unpack, pack = compat.unpack, compat.pack
 
 local tasks = {}
 
 local WAITING = {}       -- what a task yields while its Request is out: (WAITING, request)
 local SLEEPING = {}      -- (SLEEPING, due)
 local MAX_WAIT = 1       -- seconds a blocking wait or run() waits at a time
-
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
 
 local Task = {}
 Task.__index = Task
@@ -79,9 +76,10 @@ local function scheduler(client)
   return s
 end
 
--- The running task of this client, if the caller runs inside one.
+-- The running task of this client, if the caller runs inside one (seen
+-- through compat.pcall's coroutine on Lua 5.1).
 local function current_task(client)
-  local co = coroutine.running()
+  local co = compat.running()
   local s = co and core.client_table(client).scheduler
   return s and s.threads[co], s
 end
@@ -105,8 +103,7 @@ local function settle(s, task, ok, ...)
     if not ok then return end   -- it was not suspended (resumed by its own code): not ours
     local what, detail = ...
     if what == WAITING then
-      s.waiting[detail] = task
-      task.request = detail
+      return   -- await registered it
     elseif what == SLEEPING then
       heap_push(s.timers, { due = detail, task = task })
     else
@@ -146,10 +143,12 @@ function tasks.await(client, request, err)
   if not request then return nil, err end
   local task, s = current_task(client)
   if task then
-    -- a loop: a stray coroutine.resume() only makes it yield again
+    -- A loop, registered here rather than by the scheduler: a stray
+    -- coroutine.resume() either makes it yield again or, once the request
+    -- is done, lets the task go on to its next wait, which registers itself.
+    s.waiting[request], task.request = task, request
     while not request:done() do coroutine.yield(WAITING, request) end
-    s.waiting[request] = nil
-    task.request = nil
+    s.waiting[request], task.request = nil, nil
   else
     while not request:done() do core.drive(client, MAX_WAIT) end
   end
@@ -175,7 +174,7 @@ end
 -- ok, with a "canceled" error. A task cannot cancel itself: it returns.
 function Task:cancel()
   if self.done then return end
-  if coroutine.running() == self.co then
+  if compat.running() == self.co then
     error("a task cannot cancel itself: return from it instead", 2)
   end
   local request = self.request

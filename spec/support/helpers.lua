@@ -206,6 +206,44 @@ function helpers.closed_port()
   return port
 end
 
+--- Runs a Lua chunk in a new process of the suite's Lua (helpers.LUA), with
+-- the same module build and the same preloads (sanitizers included), where
+-- socket and new_client() (a client of `endpoint`) are at hand: a crash
+-- fails one spec only. Returns its output, whether it exited with 0, and
+-- its exit code.
+function helpers.in_a_child(chunk, endpoint)
+  local script = helpers.tmpname() .. ".lua"
+  local f = assert(io.open(script, "w"))
+  f:write([[
+    local path, cpath, endpoint, id, key = ...
+    package.path, package.cpath = path, cpath
+    local voiceclone = require "voiceclone"
+    socket = require "socket"
+    function new_client()
+      return assert(voiceclone.new { endpoint = endpoint, secret_id = id, secret_key = key, timeout = 10 })
+    end
+  ]], chunk)
+  f:close()
+  local output, ok, _, code = helpers.read_command(("%s %s %s %s %s %s %s 2>&1"):format(helpers.LUA,
+    script, helpers.quote(package.path), helpers.quote(package.cpath), helpers.quote(endpoint),
+    helpers.quote(helpers.SECRET_ID), helpers.quote(helpers.SECRET_KEY)))
+  os.remove(script)
+  return output, ok == true, code
+end
+
+-- A child's output, with a sanitizer report cut to its gist.
+function helpers.brief(output)
+  if not output:find("Sanitizer", 1, true) then return output end
+  local lines = {}
+  for line in output:gmatch("[^\n]+") do
+    if line:find("ERROR:", 1, true) or line:find("SUMMARY:", 1, true) or line:find(" by thread ", 1, true)
+        or line:find("^READ") or line:find("^WRITE") or line:find("lua-voiceclone/src/", 1, true) then
+      lines[#lines + 1] = line
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
 helpers.decode = cjson.decode
 helpers.wait_for = wait_for
 helpers.tmpname = tmpname

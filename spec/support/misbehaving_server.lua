@@ -28,6 +28,8 @@ local scenarios = {
   bad_jobs = json(200, '{"requestId":"r-6","listJobsResponse":{"jobs":"nope","total":1}}'),
   null_fields = json(200, '{"requestId":"r-7","getJobResponse":{"job":{"id":"j-7","state":2,'
                         .. '"customId":null,"timing":{"createdAt":"1","startedAt":null}}}}'),
+  null_items = json(200, '{"requestId":"r-9","getJobResponse":{"job":{"id":"j-9","state":1,'
+                        .. '"inputs":[null,{"sourceData":"a"}],"outputs":[{"inputSelectors":[null,1]}]}}}'),
   deep = json(200, '{"getJobResponse":' .. string.rep("[", 200) .. string.rep("]", 200) .. "}"),
   completed = json(200, '{"requestId":"r-8","getJobResponse":{"job":' .. JOB .. '}}'),
 }
