@@ -103,7 +103,7 @@ local function settle(s, task, ok, ...)
     if not ok then return end   -- it was not suspended (resumed by its own code): not ours
     local what, detail = ...
     if what == WAITING then
-      return   -- await registered it
+      return   -- tasks.await registered it
     elseif what == SLEEPING then
       heap_push(s.timers, { due = detail, task = task })
     else
@@ -130,8 +130,11 @@ local function resume(s, task)
   if task.done then return end
   local status = coroutine.status(task.co)
   if status == "suspended" then
+    local outer = s.resuming
+    s.resuming = task
     settle(s, task, coroutine.resume(task.co))
-  elseif status == "dead" then   -- someone else resumed it to its end
+    s.resuming = outer
+  elseif status == "dead" then   -- resumed to its end by someone else, from a plain yield
     settle(s, task, false, "the task was resumed outside its scheduler and ended there")
   end
 end
@@ -142,14 +145,13 @@ end
 function tasks.await(client, request, err)
   if not request then return nil, err end
   local task, s = current_task(client)
-  if task then
-    -- A loop, registered here rather than by the scheduler: a stray
-    -- coroutine.resume() either makes it yield again or, once the request
-    -- is done, lets the task go on to its next wait, which registers itself.
+  if task and not request:done() then
+    -- Only its scheduler wakes a waiting task: a stray coroutine.resume()
+    -- gets the values it yielded and changes nothing.
     s.waiting[request], task.request = task, request
-    while not request:done() do coroutine.yield(WAITING, request) end
+    repeat coroutine.yield(WAITING, request) until s.resuming == task and request:done()
     s.waiting[request], task.request = nil, nil
-  else
+  elseif not task then
     while not request:done() do core.drive(client, MAX_WAIT) end
   end
   return request:finish()
@@ -201,9 +203,10 @@ function tasks.sleep(client, seconds)
     error(("bad argument #1 to 'sleep' (number expected, got %s)"):format(type(seconds)), 3)
   end
   core.client_table(client)   -- raises on a closed client
-  if current_task(client) then
+  local task, s = current_task(client)
+  if task then
     local due = core.now() + seconds
-    repeat coroutine.yield(SLEEPING, due) until core.now() >= due
+    repeat coroutine.yield(SLEEPING, due) until s.resuming == task and core.now() >= due
   else
     core.sleep(seconds)
   end
