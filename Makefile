@@ -89,12 +89,13 @@ bench:
 	@$(MAKE) --no-print-directory build LUA=luajit
 	@scripts/bench
 
-# Installs the rock into LuaRocks' tree (ROCK_TREE=dir for another one).
-# Debian keeps curl.h under the multiarch include directory, which
-# LuaRocks does not search by itself.
+# Installs the rock into LuaRocks' tree for LUA (ROCK_TREE=dir for another
+# one); LuaJIT takes 5.1's. Debian keeps curl.h under the multiarch include
+# directory, which LuaRocks does not search by itself.
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+ROCK_LUA_VERSION := $(if $(filter luajit,$(LUA)),5.1,$(patsubst lua%,%,$(LUA)))
 rock: bootstrap
-	luarocks --lua-version 5.4 $(if $(ROCK_TREE),--tree $(ROCK_TREE)) make --deps-mode=none \
+	luarocks --lua-version $(ROCK_LUA_VERSION) $(if $(ROCK_TREE),--tree $(ROCK_TREE)) make --deps-mode=none \
 	    rockspec/lua-voiceclone-scm-1.rockspec \
 	    CURL_INCDIR=/usr/include/$(MULTIARCH) CURL_LIBDIR=/usr/lib/$(MULTIARCH)
 
