@@ -54,6 +54,7 @@ build = {
     ["voiceclone.model"] = "lua-voiceclone/voiceclone/model.lua",
     ["voiceclone.compat"] = "lua-voiceclone/voiceclone/compat.lua",
     ["voiceclone.tasks"] = "lua-voiceclone/voiceclone/tasks.lua",
+    ["voiceclone.retry"] = "lua-voiceclone/voiceclone/retry.lua",
     ["voiceclone.workflow"] = "lua-voiceclone/voiceclone/workflow.lua",
     ["voiceclone.callbacks"] = "lua-voiceclone/voiceclone/callbacks.lua",
     ["voiceclone.batch"] = "lua-voiceclone/voiceclone/batch.lua",

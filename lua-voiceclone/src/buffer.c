@@ -7,6 +7,8 @@
 #include <string.h>
 #include "vc.h"
 
+/* Grows by moving, never realloc: the old block may hold the key, and is
+ * wiped before it is freed. */
 int vc_buffer_add(vc_buffer *b, const char *s, size_t n) {
     if (n > b->cap - b->len) {
         size_t cap = b->cap ? b->cap : 1024;
@@ -15,8 +17,13 @@ int vc_buffer_add(vc_buffer *b, const char *s, size_t n) {
             if (cap > (size_t)-1 / 2) return -1;
             cap *= 2;
         }
-        data = realloc(b->data, cap);
+        data = malloc(cap);
         if (!data) return -1;
+        if (b->data) {
+            memcpy(data, b->data, b->len);
+            vc_wipe(b->data, b->cap);
+            free(b->data);
+        }
         b->data = data;
         b->cap = cap;
     }
@@ -29,10 +36,12 @@ int vc_buffer_put(void *buffer, const char *s, size_t n) {
     return vc_buffer_add(buffer, s, n);
 }
 
-/* volatile: the compiler may not drop a wipe of memory it sees freed later */
+/* memset through a volatile pointer: the compiler may not drop a wipe of
+ * memory it sees freed later, nor turn it into a byte loop. */
+static void *(*const volatile wipe_memset)(void *, int, size_t) = memset;
+
 void vc_wipe(void *p, size_t n) {
-    volatile char *v = p;
-    while (n--) *v++ = 0;
+    wipe_memset(p, 0, n);
 }
 
 void vc_buffer_wipe(vc_buffer *b) {

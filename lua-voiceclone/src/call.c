@@ -14,10 +14,14 @@
  * hand the scheduler the Requests that ended.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "vc.h"
 
-typedef enum { RUNNING, FINISHED, CANCELED, CLOSED } request_state;
+/* FINISHING: finish() is reading the answer; a cancel from a finalizer then waits. */
+typedef enum { RUNNING, FINISHING, FINISHED, CANCELED, CLOSED } request_state;
 
 typedef struct vc_request {
     request_state state;
@@ -25,19 +29,27 @@ typedef struct vc_request {
     vc_transport *transport;     /* x's; NULL once finish has detached x */
     vc_secret *secret;           /* a reference while RUNNING or being finished */
     const vc_call *call;
+    char *file;                  /* a download's temporary file: removed unless renamed */
+    char *dest;                  /* where it goes once whole */
+    long status;                 /* once finished: for request:info() */
+    double seconds;
 } vc_request;
 
 /* ---- lifetime ---------------------------------------------------------- */
 
 /* Gives back what the request holds; state says why. Idempotent, never raises. */
 static void request_release(vc_request *r, request_state state) {
-    if (r->x && r->transport) vc_transport_recycle(r->transport, r->x);
+    if (r->x && r->transport) vc_transport_recycle(r->transport, r->x);   /* closes its file */
     else if (r->x) vc_transfer_free(r->x);
     r->x = NULL;
     r->transport = NULL;
     vc_secret_unref(r->secret);
     r->secret = NULL;
-    if (r->state == RUNNING) r->state = state;
+    if (r->file) remove(r->file);   /* canceled, closed, failed: no .part left */
+    free(r->file);
+    free(r->dest);
+    r->file = r->dest = NULL;
+    if (r->state == RUNNING || r->state == FINISHING) r->state = state;
 }
 
 void vc_call_orphan(void *request) {
@@ -77,6 +89,7 @@ static int request_cancel(lua_State *L) {
     lua_getuservalue(L, 1);
     lua_rawgeti(L, 2, 1);
     lua_replace(L, 2);           /* request, client */
+    if (r->state == FINISHING) return 0;   /* from a finalizer run by finish itself */
     if (r->state == RUNNING) forget(L, r);
     request_release(r, CANCELED);
     return 0;
@@ -176,30 +189,77 @@ int vc_call_start(lua_State *L, int client_idx, const vc_call *call, int about_i
     }
     if (!x) return vc_fail(L, "network", NULL, "not enough memory for a request");
     hold(r, c, x, call);
-    vc_transport_post(r->transport, x, url);
+    vc_transport_post(r->transport, x, url, call->how);
     return 1;
 }
 
+/* The temporary file of a download beside dest, made here and ours alone
+ * (O_EXCL): no other download, in this process or another, shares it. */
+static FILE *open_temporary(vc_request *r, const char *dest) {
+    static unsigned long counter;
+    size_t len = strlen(dest);
+    int fd = -1, tries;
+    if (!(r->dest = malloc(len + 1)) || !(r->file = malloc(len + 48))) return NULL;
+    memcpy(r->dest, dest, len + 1);
+    for (tries = 0; fd < 0 && tries < 100; tries++) {
+        snprintf(r->file, len + 48, "%s.part-%ld-%lu", dest, (long)getpid(), ++counter);
+        fd = open(r->file, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) {
+        free(r->file);           /* not ours: nothing to remove */
+        r->file = NULL;
+        return NULL;
+    }
+    return fdopen(fd, "wb");
+}
+
 int vc_call_start_download(lua_State *L, int client_idx, const vc_call *call, int url_idx,
-                           const char *path) {
+                           const char *dest) {
     vc_client *c = vc_client_check(L, client_idx);
     vc_request *r = push_request(L, lua_absindex(L, client_idx), lua_absindex(L, url_idx));
     vc_transport *t = transport_now(L, client_idx);
     vc_transfer *x = vc_transport_acquire(t, r);
     FILE *sink;
+    int error;
     if (!x) return vc_fail(L, "network", NULL, "not enough memory for a request");
-    sink = fopen(path, "wb");    /* no Lua call until it is the transfer's */
+    /* no Lua call until the file is the transfer's */
+    sink = open_temporary(r, dest);
+    error = errno;
     if (!sink || vc_transport_get(t, x, lua_tostring(L, url_idx), sink) != 0) {
-        int error = errno;
         if (sink) fclose(sink);
+        else if (r->file) error = ENOMEM;
         vc_transport_recycle(t, x);
-        return vc_fail(L, "invalid", "dest", "cannot write %s: %s", path, strerror(error));
+        request_release(r, CANCELED);   /* removes the file, if it was made */
+        return vc_fail(L, "invalid", "dest", "cannot write beside %s: %s", dest, strerror(error));
     }
     hold(r, c, x, call);
     return 1;
 }
 
 /* ---- finishing --------------------------------------------------------- */
+
+/* Keeps the answer's requestId (decoded body at idx) as the request's user value [3]. */
+static void keep_request_id(lua_State *L, int request, int decoded) {
+    if (lua_getfield(L, decoded, "requestId") == LUA_TSTRING) {
+        lua_getuservalue(L, request);
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, 3);
+    }
+    lua_pop(L, 1);
+}
+
+/* A download that came whole: its temporary file renamed to dest, which
+ * is pushed (returns 1); or nil and an error. */
+static int move_into_place(lua_State *L, vc_request *r) {
+    if (rename(r->file, r->dest) != 0)
+        return vc_fail(L, "invalid", "dest", "cannot rename the download to %s: %s", r->dest,
+                       strerror(errno));
+    free(r->file);
+    r->file = NULL;
+    lua_pushstring(L, r->dest);
+    return 1;
+}
 
 /* request:done(): true once finish() can give its results without waiting. */
 static int request_done(lua_State *L) {
@@ -217,7 +277,8 @@ static int request_finish(lua_State *L) {
     int results;
 
     if (r->state == CLOSED) return luaL_error(L, "attempt to use a closed " VC_CLIENT);
-    if (r->state == FINISHED) return luaL_error(L, "this request is already finished");
+    if (r->state == FINISHED || r->state == FINISHING)
+        return luaL_error(L, "this request is already finished");
     if (r->state == CANCELED) return vc_fail(L, "canceled", NULL, "the request was canceled");
     if (!vc_transfer_done(r->x)) return luaL_error(L, "this request is not done yet");
 
@@ -225,8 +286,12 @@ static int request_finish(lua_State *L) {
      * leaves the transport first, and the request alone frees it. */
     vc_transfer_detach(r->transport, r->x);
     r->transport = NULL;
-    r->state = FINISHED;
+    r->state = FINISHING;
+    vc_transfer_scrub(r->x, r->secret);   /* the key never reaches a Lua string */
     vc_transfer_outcome(r->x, &o);
+    o.secret = r->secret;
+    r->status = o.status;
+    r->seconds = o.seconds;
     if (!r->call->path) o.write_failed = vc_transfer_close_sink(r->x) != 0;
     strncpy(error, o.error, sizeof error - 1);
     error[sizeof error - 1] = '\0';
@@ -243,12 +308,35 @@ static int request_finish(lua_State *L) {
     VC_STACK(L, 4);
     if (!r->call->path) {
         results = r->call->finish(L, r->call, &o);
+        if (results == 1) results = move_into_place(L, r);
     } else {
         results = vc_response_decode(L, r->secret, &o, r->call->response_key);
-        if (!results) results = r->call->finish(L, r->call, &o);
+        if (!results) {
+            keep_request_id(L, 1, 5);
+            results = r->call->finish(L, r->call, &o);
+        }
     }
     request_release(r, FINISHED);
     return results;
+}
+
+/* request:info(): { action, status, seconds, request_id } of a finished
+ * request (the request id of a failed one is in its error). */
+static int request_info(lua_State *L) {
+    vc_request *r = luaL_checkudata(L, 1, VC_REQUEST);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, r->call ? (r->call->path ? r->call->action : "download") : "?");
+    lua_setfield(L, -2, "action");
+    if (r->state != FINISHED) return 1;
+    lua_pushinteger(L, r->status);
+    lua_setfield(L, -2, "status");
+    lua_pushnumber(L, r->seconds);
+    lua_setfield(L, -2, "seconds");
+    lua_getuservalue(L, 1);
+    lua_rawgeti(L, -1, 3);
+    lua_setfield(L, -3, "request_id");
+    lua_pop(L, 1);
+    return 1;
 }
 
 static int request_tostring(lua_State *L) {
@@ -270,6 +358,7 @@ static const luaL_Reg request_methods[] = {
     {"done", request_done},
     {"finish", request_finish},
     {"cancel", request_cancel},
+    {"info", request_info},
     {NULL, NULL}
 };
 
@@ -278,8 +367,7 @@ static const luaL_Reg request_methods[] = {
 /* finish: the job in the response, as a Job of the client. */
 static int finish_job(lua_State *L, const vc_call *call, const vc_outcome *o) {
     int r;
-    (void)o;
-    if ((r = vc_response_table(L, call->response_key, "job"))) return r;
+    if ((r = vc_response_table(L, o, call->response_key, "job"))) return r;
     vc_job_push(L, 2, -1);
     return 1;
 }
@@ -287,8 +375,7 @@ static int finish_job(lua_State *L, const vc_call *call, const vc_outcome *o) {
 /* finish of a refresh: the job (at 3) takes the answer's data. */
 static int finish_refresh(lua_State *L, const vc_call *call, const vc_outcome *o) {
     int r;
-    (void)o;
-    if ((r = vc_response_table(L, call->response_key, "job"))) return r;
+    if ((r = vc_response_table(L, o, call->response_key, "job"))) return r;
     vc_record_set(L, 3, VC_RECORD_DATA);
     lua_pushvalue(L, 3);
     return 1;
@@ -296,20 +383,21 @@ static int finish_refresh(lua_State *L, const vc_call *call, const vc_outcome *o
 
 /* With the body and response at the top: pushes response[key] as a list of
  * Jobs (or Models) and the total (response.total, else the list's length). */
-static int push_list(lua_State *L, const char *where, const char *key, int jobs) {
+static int push_list(lua_State *L, const vc_outcome *o, const char *where, const char *key,
+                     int jobs) {
     int response = lua_gettop(L), items, list, has_total;
     lua_Integer i, n, total;
     lua_getfield(L, response, key);
     items = lua_gettop(L);
     if (!lua_isnil(L, items) && !lua_istable(L, items))
-        return vc_response_fail(L, response - 1, "%s.%s is not an array", where, key);
+        return vc_response_fail(L, o, response - 1, "%s.%s is not an array", where, key);
     n = lua_istable(L, items) ? (lua_Integer)lua_rawlen(L, items) : 0;
     lua_createtable(L, (int)n, 0);
     list = lua_gettop(L);
     for (i = 1; i <= n; i++) {
         if (lua_rawgeti(L, items, i) != LUA_TTABLE)
-            return vc_response_fail(L, response - 1, "%s.%s[%d] is not an object", where, key,
-                                    (int)i);
+            return vc_response_fail(L, o, response - 1, "%s.%s[%d] is not an object", where,
+                                    key, (int)i);
         if (jobs) vc_job_push(L, 2, -1);
         else vc_model_push(L, -1);
         lua_rawseti(L, list, (int)i);
@@ -324,29 +412,32 @@ static int push_list(lua_State *L, const char *where, const char *key, int jobs)
 }
 
 static int finish_jobs(lua_State *L, const vc_call *call, const vc_outcome *o) {
-    (void)o;
-    return push_list(L, call->response_key, "jobs", 1);
+    return push_list(L, o, call->response_key, "jobs", 1);
 }
 
 static int finish_models(lua_State *L, const vc_call *call, const vc_outcome *o) {
-    (void)o;
-    return push_list(L, call->response_key, "models", 0);
+    return push_list(L, o, call->response_key, "models", 0);
 }
 
+/* A CreateJob goes on a connection of its own: were a reused one to close
+ * without an answer, libcurl would send the POST again by itself, and the
+ * service would bill the job twice. */
 static const vc_call create_job_call = {
-    VC_PATH_JOB, "CreateJob", "createJobRequest", "createJobResponse", finish_job
+    VC_PATH_JOB, "CreateJob", "createJobRequest", "createJobResponse", finish_job,
+    VC_FRESH_CONNECTION
 };
 static const vc_call get_job_call = {
-    VC_PATH_JOB, "GetJob", "getJobRequest", "getJobResponse", finish_job
+    VC_PATH_JOB, "GetJob", "getJobRequest", "getJobResponse", finish_job, VC_REUSE
 };
 static const vc_call refresh_call = {
-    VC_PATH_JOB, "GetJob", "getJobRequest", "getJobResponse", finish_refresh
+    VC_PATH_JOB, "GetJob", "getJobRequest", "getJobResponse", finish_refresh, VC_REUSE
 };
 static const vc_call list_jobs_call = {
-    VC_PATH_JOB, "ListJobs", "listJobsRequest", "listJobsResponse", finish_jobs
+    VC_PATH_JOB, "ListJobs", "listJobsRequest", "listJobsResponse", finish_jobs, VC_REUSE
 };
 static const vc_call list_models_call = {
-    VC_PATH_MODELS, "ListModels", "listModelsRequest", "listModelsResponse", finish_models
+    VC_PATH_MODELS, "ListModels", "listModelsRequest", "listModelsResponse", finish_models,
+    VC_REUSE
 };
 
 /* core.create_job(client, request) -> Request | nil, err */
@@ -391,12 +482,20 @@ static int call_list_jobs(lua_State *L) {
     return vc_call_start(L, 1, &list_jobs_call, 0);
 }
 
+/* Wrong types raise; values are checked by the rules. (luaL_optinteger would
+ * take 0.5 as 0 on Lua 5.1 and LuaJIT.) */
+static void check_optional_integer(lua_State *L, int arg) {
+    if (!lua_isnoneornil(L, arg) && !lua_isinteger(L, arg))
+        luaL_argerror(L, arg, lua_type(L, arg) == LUA_TNUMBER ?
+                      "number has no integer representation" : "integer expected");
+}
+
 /* core.list_models(client [, offset [, limit]]) */
 static int call_list_models(lua_State *L) {
     int r;
     vc_client_check(L, 1);
-    luaL_optinteger(L, 2, 0);    /* wrong types raise; values are checked below */
-    luaL_optinteger(L, 3, 10);
+    check_optional_integer(L, 2);
+    check_optional_integer(L, 3);
     lua_settop(L, 3);
     if ((r = vc_rules_list_models(L, 2, 3)) != 1) return r;
     return vc_call_start(L, 1, &list_models_call, 0);

@@ -14,6 +14,8 @@
 
 #define DEFAULT_TIMEOUT          30.0
 #define DEFAULT_CONNECT_TIMEOUT  10.0
+#define DEFAULT_DOWNLOAD_TIMEOUT 600.0
+#define DEFAULT_MAX_DOWNLOAD     1073741824.0   /* 1 GiB */
 #define DEFAULT_MAX_IN_FLIGHT    64
 #define MAX_IN_FLIGHT_LIMIT      4096
 #define MAX_SECONDS              (86400.0 * 365)
@@ -23,7 +25,8 @@
 struct vc_client {
     vc_transport *transport;
     vc_secret *secret;
-    char *endpoint;              /* no trailing slash */
+    char *endpoint;              /* no trailing slash; may hold a user:password */
+    char *shown;                 /* without its userinfo: copied into the client's table */
     CURLU *routes[ROUTES];       /* endpoint + path, parsed once */
     const char *route_paths[ROUTES];
 };
@@ -41,7 +44,8 @@ static void client_release(vc_client *c) {
         c->route_paths[i] = NULL;
     }
     free(c->endpoint);
-    c->endpoint = NULL;
+    curl_free(c->shown);
+    c->endpoint = c->shown = NULL;
     vc_secret_unref(c->secret);
     c->secret = NULL;
 }
@@ -123,7 +127,7 @@ static double option_number(lua_State *L, const char *key, double fallback) {
 static int unknown_option(lua_State *L) {
     static const char *const known[] = {
         "secret_id", "secret_key", "endpoint", "timeout", "connect_timeout", "max_in_flight",
-        "repositories", NULL
+        "repositories", "download_timeout", "max_download", "allow_insecure", NULL
     };
     lua_pushnil(L);
     while (lua_next(L, 1)) {
@@ -152,15 +156,67 @@ static int has_nul(const char *s, size_t len) {
     return s && strlen(s) != len;
 }
 
+static int is_loopback(const char *host) {
+    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+           strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+}
+
+/* Checks the endpoint with libcurl's own URL parser: http or https, a host,
+ * no query and no fragment; plain http only to this machine unless
+ * allow_insecure. Returns NULL, or what is wrong with it. With shown, a
+ * valid endpoint's form without its userinfo goes there (for curl_free;
+ * NULL if out of memory). */
+static const char *check_endpoint(const char *endpoint, int allow_insecure, char **shown) {
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *query = NULL, *fragment = NULL;
+    const char *wrong = NULL;
+    if (shown) *shown = NULL;
+    if (!u) return "cannot be parsed: out of memory";
+    if (curl_url_set(u, CURLUPART_URL, endpoint, 0) != CURLUE_OK)
+        wrong = "is not a URL";
+    else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+             (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+        wrong = "must be an http:// or https:// URL";
+    else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+        wrong = "has no host";
+    else if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK)
+        wrong = "must have no query (?...)";
+    else if (curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK)
+        wrong = "must have no fragment (#...)";
+    else if (strcmp(scheme, "http") == 0 && !allow_insecure && !is_loopback(host))
+        wrong = "is plain http to another machine: use https (or allow_insecure = true)";
+    else if (shown && (curl_url_set(u, CURLUPART_USER, NULL, 0) != CURLUE_OK ||
+                       curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) != CURLUE_OK ||
+                       curl_url_get(u, CURLUPART_URL, shown, 0) != CURLUE_OK))
+        *shown = NULL;
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(query);
+    curl_free(fragment);
+    curl_url_cleanup(u);
+    return wrong;
+}
+
+/* A malloc'd copy of s without its trailing slashes (curl_url_get adds one). */
+static char *without_trailing_slashes(const char *s) {
+    size_t len = strlen(s);
+    char *copy;
+    while (len > 0 && s[len - 1] == '/') len--;
+    if (!(copy = malloc(len + 1))) return NULL;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    return copy;
+}
+
 /* core.new{secret_id=, secret_key=, endpoint=, timeout=, connect_timeout=,
  * max_in_flight=, repositories=} */
 static int client_new(lua_State *L) {
-    const char *id, *key, *endpoint;
+    const char *id, *key, *endpoint, *wrong, *refused = NULL;
     size_t id_len, key_len, endpoint_len;
-    double timeout, connect_timeout, max_in_flight;
+    double timeout, connect_timeout, download_timeout, max_download, max_in_flight;
     vc_transport_options transport;
     vc_client *c;
-    int r, type;
+    int r, type, allow_insecure;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
@@ -170,6 +226,14 @@ static int client_new(lua_State *L) {
     timeout = option_number(L, "timeout", DEFAULT_TIMEOUT);
     connect_timeout = option_number(L, "connect_timeout", DEFAULT_CONNECT_TIMEOUT);
     max_in_flight = option_number(L, "max_in_flight", DEFAULT_MAX_IN_FLIGHT);
+    download_timeout = option_number(L, "download_timeout", DEFAULT_DOWNLOAD_TIMEOUT);
+    max_download = option_number(L, "max_download", DEFAULT_MAX_DOWNLOAD);
+    type = lua_getfield(L, 1, "allow_insecure");
+    if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+        luaL_error(L, "bad option 'allow_insecure' to 'new' (boolean expected, got %s)",
+                   luaL_typename(L, -1));
+    allow_insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     type = lua_getfield(L, 1, "repositories");   /* 5: kept for the client's table */
     if (type != LUA_TNIL && type != LUA_TSTRING && type != LUA_TFUNCTION)
         luaL_error(L, "bad option 'repositories' to 'new' (string or function expected, got %s)",
@@ -180,18 +244,25 @@ static int client_new(lua_State *L) {
     if (!key || !*key) return vc_fail(L, "invalid", "secret_key", "is required");
     if (has_nul(id, id_len)) return vc_fail(L, "invalid", "secret_id", "has a NUL byte");
     if (has_nul(key, key_len)) return vc_fail(L, "invalid", "secret_key", "has a NUL byte");
-    if (!endpoint || (strncmp(endpoint, "http://", 7) && strncmp(endpoint, "https://", 8)))
-        return vc_fail(L, "invalid", "endpoint", "must be an http:// or https:// URL");
+    if (!endpoint) return vc_fail(L, "invalid", "endpoint", "is required");
     if (has_nul(endpoint, endpoint_len))
         return vc_fail(L, "invalid", "endpoint", "has a NUL byte");
     if (!valid_seconds(timeout))
         return vc_fail(L, "invalid", "timeout", "must be a positive number of seconds");
     if (!valid_seconds(connect_timeout))
         return vc_fail(L, "invalid", "connect_timeout", "must be a positive number of seconds");
+    if (!valid_seconds(download_timeout))
+        return vc_fail(L, "invalid", "download_timeout", "must be a positive number of seconds");
+    if (!(max_download >= 1 && max_download <= 9007199254740992.0) ||
+        max_download != floor(max_download))
+        return vc_fail(L, "invalid", "max_download", "must be a whole number of bytes");
     if (!(max_in_flight >= 1 && max_in_flight <= MAX_IN_FLIGHT_LIMIT) ||
         max_in_flight != floor(max_in_flight))
         return vc_fail(L, "invalid", "max_in_flight", "must be a whole number from 1 to %d",
                        MAX_IN_FLIGHT_LIMIT);
+
+    if ((wrong = check_endpoint(endpoint, allow_insecure, NULL)))
+        return vc_fail(L, "invalid", "endpoint", "%s", wrong);
 
     /* Zeroed, with its table and metatable first: from here every
      * allocation hangs off the userdata, so __gc reclaims it if anything
@@ -204,22 +275,37 @@ static int client_new(lua_State *L) {
     lua_setuservalue(L, -2);
     luaL_setmetatable(L, VC_CLIENT);
 
-    while (endpoint_len > 0 && endpoint[endpoint_len - 1] == '/') endpoint_len--;
-    c->endpoint = malloc(endpoint_len + 1);
-    if (c->endpoint) {
-        memcpy(c->endpoint, endpoint, endpoint_len);
-        c->endpoint[endpoint_len] = '\0';
-    }
+    c->endpoint = without_trailing_slashes(endpoint);
     c->secret = vc_secret_new(id, id_len, key, key_len);
     transport.timeout_ms = milliseconds(timeout);
     transport.connect_timeout_ms = milliseconds(connect_timeout);
+    transport.download_timeout_ms = milliseconds(download_timeout);
+    transport.max_download = (curl_off_t)max_download;
     transport.max_in_flight = (int)max_in_flight;
     transport.multiplex = strncmp(endpoint, "https://", 8) == 0;
-    c->transport = vc_transport_new(&transport);
-    if (!c->endpoint || !c->secret || !c->transport) {
+    if (c->endpoint && c->secret) c->transport = vc_transport_new(&transport, &refused);
+    if (refused) {
+        client_release(c);
+        return vc_fail(L, "network", NULL, "this libcurl refuses %s, which a safe request needs",
+                       refused);
+    }
+    if (!c->transport) {
         client_release(c);
         return luaL_error(L, "not enough memory");
     }
+    /* What messages show, as Lua strings: on 5.1 and LuaJIT a push may run a
+     * finalizer that closes a client before its C strings are copied. */
+    check_endpoint(endpoint, allow_insecure, &c->shown);
+    if (!c->shown) {
+        client_release(c);
+        return luaL_error(L, "not enough memory");
+    }
+    vc_client_push_table(L, -1);
+    lua_pushlstring(L, c->shown, strlen(c->shown) - (c->shown[strlen(c->shown) - 1] == '/'));
+    lua_setfield(L, -2, "shown_endpoint");
+    lua_pushlstring(L, id, id_len);
+    lua_setfield(L, -2, "secret_id");
+    lua_pop(L, 1);
     return 1;
 }
 
@@ -235,8 +321,11 @@ static int client_is_open(lua_State *L) {
     return 1;
 }
 
+/* The endpoint as shown: without a user:password it may hold. */
 static int client_endpoint(lua_State *L) {
-    lua_pushstring(L, vc_client_check(L, 1)->endpoint);
+    vc_client_check(L, 1);
+    vc_client_push_table(L, 1);
+    lua_getfield(L, -1, "shown_endpoint");
     return 1;
 }
 
@@ -250,9 +339,15 @@ static int client_table(lua_State *L) {
 
 static int client_tostring(lua_State *L) {
     vc_client *c = luaL_checkudata(L, 1, VC_CLIENT);
-    if (!is_open(c)) lua_pushfstring(L, VC_CLIENT " (closed): %p", (void *)c);
-    else lua_pushfstring(L, VC_CLIENT " (%s, secret id %s): %p", c->endpoint,
-                         vc_secret_id(c->secret), (void *)c);
+    if (!is_open(c)) {
+        lua_pushfstring(L, VC_CLIENT " (closed): %p", (void *)c);
+        return 1;
+    }
+    vc_client_push_table(L, 1);
+    lua_getfield(L, 2, "shown_endpoint");
+    lua_getfield(L, 2, "secret_id");
+    lua_pushfstring(L, VC_CLIENT " (%s, secret id %s): %p", lua_tostring(L, 3),
+                    lua_tostring(L, 4), (void *)c);
     return 1;
 }
 

@@ -72,24 +72,28 @@ static void push_copy(lua_State *L, int idx, int depth) {
 
 /* record:totable(): a copy of the data as the API sent it, to keep or change. */
 static int record_totable(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TUSERDATA);
+    if (!luaL_testudata(L, 1, VC_JOB)) luaL_checkudata(L, 1, VC_MODEL);
     vc_record_get(L, 1, VC_RECORD_DATA);
     if (!lua_istable(L, -1)) return 0;
     push_copy(L, -1, 0);
     return 1;
 }
 
+/* core.totable, which serves every record type. */
+void vc_record_functions(lua_State *L) {
+    lua_pushcfunction(L, record_totable);
+    lua_setfield(L, 1, "totable");
+}
+
 /* Registers the record type `type` with its own meta. Its methods table is
- * core[module_field], which the Lua layer fills (voiceclone/job.lua), and
- * core.totable serves every record. Stack at entry: module (1), ..., state. */
+ * core[module_field], which the Lua layer fills (voiceclone/job.lua).
+ * Stack at entry: module (1), ..., state. */
 void vc_record_open(lua_State *L, const char *type, const luaL_Reg *meta,
                     const char *module_field, int state) {
     static const luaL_Reg shared_meta[] = {
         {"__newindex", record_newindex},
         {NULL, NULL}
     };
-    lua_pushcfunction(L, record_totable);
-    lua_setfield(L, 1, "totable");
     luaL_newmetatable(L, type);
     vc_setfuncs(L, shared_meta, state);
     vc_setfuncs(L, meta, state);

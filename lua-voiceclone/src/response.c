@@ -5,8 +5,11 @@
  * the API gateway in front of it), so nothing here assumes one shape: the
  * message, code and request id are looked for under the names either uses.
  */
+#include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "vc.h"
 
 #define MAX_MESSAGE 300   /* bytes of a server's text kept in a message */
@@ -36,6 +39,20 @@ long vc_utf8_length(const char *s, size_t len) {
     return count;
 }
 
+/* A float with an integer's value, which 5.3+ can hold as an integer; on
+ * 5.1, 5.2 and LuaJIT every number is a float already. */
+static int whole_float(lua_State *L, int idx, lua_Integer *n) {
+#if LUA_VERSION_NUM >= 503
+    lua_Number f;
+    if (lua_type(L, idx) != LUA_TNUMBER || lua_isinteger(L, idx)) return 0;
+    f = lua_tonumber(L, idx);
+    return f == floor(f) && lua_numbertointeger(f, n);
+#else
+    (void)L, (void)idx, (void)n;
+    return 0;
+#endif
+}
+
 /* Maps lua-cjson's decoding to plain Lua values, in place: a null field
  * becomes an absent one (a null inside an array keeps its place, as
  * voiceclone.null, so # and ipairs see every item), and integral numbers
@@ -52,8 +69,7 @@ void vc_response_normalize(lua_State *L, int idx, int depth) {
             lua_pushvalue(L, -2);
             lua_pushnil(L);
             lua_rawset(L, idx);   /* changing a present field is safe mid-traversal */
-        } else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
-                   lua_numbertointeger(lua_tonumber(L, -1), &n)) {
+        } else if (whole_float(L, -1, &n)) {
             lua_pushvalue(L, -2);
             lua_pushinteger(L, n);
             lua_rawset(L, idx);
@@ -145,7 +161,7 @@ static void add_details(lua_State *L, const vc_secret *secret, int decoded, long
 
 /* nil and an "api" error for a 2xx answer whose content is not what the
  * contract says; root is the decoded body, for its request id. Returns 2. */
-int vc_response_fail(lua_State *L, int root, const char *fmt, ...) {
+int vc_response_fail(lua_State *L, const vc_outcome *o, int root, const char *fmt, ...) {
     va_list ap;
     root = lua_absindex(L, root);
     lua_pushnil(L);
@@ -154,15 +170,42 @@ int vc_response_fail(lua_State *L, int root, const char *fmt, ...) {
     va_end(ap);
     vc_error_push(L, "api", lua_tostring(L, -1));
     lua_remove(L, -2);
-    add_details(L, NULL, root, 0);   /* a 2xx answer: no request of ours quoted back */
+    add_details(L, o->secret, root, 0);
     return 2;
 }
 
 /* With the root and a response object at the top: pushes response[key]
  * when it is a table and returns 0, else nil and an "api" error (2). */
-int vc_response_table(lua_State *L, const char *where, const char *key) {
+int vc_response_table(lua_State *L, const vc_outcome *o, const char *where, const char *key) {
     if (lua_getfield(L, -1, key) == LUA_TTABLE) return 0;
-    return vc_response_fail(L, -3, "%s has no %s", where, key);
+    return vc_response_fail(L, o, -3, "%s has no %s", where, key);
+}
+
+/* Seconds the server asks to wait (Retry-After: seconds or an HTTP date), or -1. */
+static double retry_after(const char *value) {
+    char *end;
+    double seconds;
+    time_t when;
+    if (!*value) return -1;
+    seconds = strtod(value, &end);
+    if (end != value && *end == '\0') return seconds >= 0 ? seconds : -1;
+    if ((when = curl_getdate(value, NULL)) == -1) return -1;
+    seconds = difftime(when, time(NULL));
+    return seconds > 0 ? seconds : 0;
+}
+
+/* To the error at the top: an HTTP error's status, whether a retry may
+ * help, and the server's Retry-After. */
+void vc_response_http_details(lua_State *L, const vc_outcome *o) {
+    double after = retry_after(o->retry_after);
+    vc_error_set_integer(L, "status", o->status);
+    vc_error_set_boolean(L, "retryable", o->status == 408 || o->status == 429 ||
+                                          o->status == 500 || o->status == 502 ||
+                                          o->status == 503 || o->status == 504);
+    if (after >= 0) {
+        lua_pushnumber(L, after);
+        lua_setfield(L, -2, "retry_after");
+    }
 }
 
 /* The length of s cut to at most max bytes, not inside a UTF-8 character. */
@@ -233,8 +276,7 @@ int vc_response_decode(lua_State *L, const vc_secret *secret, const vc_outcome *
         lua_pushfstring(L, "HTTP %d", (int)o->status);
         fail_with_server_text(L, secret, "http", lua_tostring(L, -1), decoded, body, len,
                               o->status);
-        vc_error_set_boolean(L, "retryable",
-                             o->status == 408 || o->status == 429 || o->status >= 500);
+        vc_response_http_details(L, o);
         return 2;
     }
     if (lua_isnil(L, decoded))

@@ -18,7 +18,6 @@ enum { RAW, JSON, URL, HTML, FORMS };
 
 struct vc_secret {
     int refs;
-    vc_buffer id;                  /* NUL-terminated; not secret, but shown only as is */
     vc_buffer envelope;
     vc_buffer forms[FORMS];        /* empty when the same as an earlier form */
 };
@@ -75,8 +74,7 @@ vc_secret *vc_secret_new(const char *id, size_t id_len, const char *key, size_t 
     if (!s) return NULL;
     s->refs = 1;
     e = &s->envelope;
-    if (vc_buffer_add(&s->id, id, id_len) || vc_buffer_add(&s->id, "", 1) ||
-        vc_buffer_add(e, ",\"secretId\":", 12) || vc_json_string(id, id_len, vc_buffer_put, e) ||
+    if (vc_buffer_add(e, ",\"secretId\":", 12) || vc_json_string(id, id_len, vc_buffer_put, e) ||
         vc_buffer_add(e, ",\"secretKey\":", 13) || vc_json_string(key, key_len, vc_buffer_put, e) ||
         vc_buffer_add(e, ",", 1) || make_forms(s, key, key_len)) {
         vc_secret_unref(s);
@@ -93,17 +91,12 @@ vc_secret *vc_secret_ref(vc_secret *s) {
 void vc_secret_unref(vc_secret *s) {
     int i;
     if (!s || --s->refs > 0) return;
-    vc_buffer_free(&s->id);
     vc_buffer_free(&s->envelope);
     for (i = 0; i < FORMS; i++) {
         s->forms[i].len = s->forms[i].cap;   /* a dropped duplicate still holds its bytes */
         vc_buffer_free(&s->forms[i]);
     }
     free(s);
-}
-
-const char *vc_secret_id(const vc_secret *s) {
-    return s->id.data;
 }
 
 const char *vc_secret_envelope(const vc_secret *s, size_t *len) {
@@ -135,6 +128,27 @@ static int has_form(const vc_secret *s, const char *text, size_t len) {
     for (i = 0; i < FORMS; i++)
         if (s->forms[i].len && memmem(text, len, s->forms[i].data, s->forms[i].len)) return 1;
     return 0;
+}
+
+/* Shorter forms would match ordinary text: in an answer's raw bytes only a
+ * form this long is masked (a real key is 32 characters). */
+#define RAW_MASK_MIN 6
+
+void vc_secret_scrub_bytes(const vc_secret *s, char *text, size_t *len) {
+    size_t i = 0, out = 0;
+    if (!has_form(s, text, *len)) return;
+    while (i < *len) {
+        size_t n = form_at(s, text + i, *len - i);
+        if (n >= RAW_MASK_MIN) {
+            memcpy(text + out, "***", 3);   /* never longer than what it replaces */
+            out += 3;
+            i += n;
+        } else {
+            text[out++] = text[i++];
+        }
+    }
+    vc_wipe(text + out, *len - out);
+    *len = out;
 }
 
 void vc_secret_scrub(lua_State *L, const vc_secret *s) {

@@ -14,6 +14,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,9 +41,13 @@ struct vc_transfer {
     FILE *sink;                    /* a download's file, else the body goes to response */
     CURLU *route;                  /* an API call's parsed URL (the client's) */
     char errbuf[CURL_ERROR_SIZE];
+    char retry_after[64];          /* the Retry-After header's value */
     CURLcode result;
     long status;
+    int how;                       /* VC_REUSE or VC_FRESH_CONNECTION */
     int too_large, write_failed;   /* why on_body stopped it */
+    curl_off_t received, max_download;   /* a download's bytes so far, and its limit */
+    double started, ended;         /* vc_now() */
     vc_transfer *prev, *next;      /* in the list of its state */
     vc_transfer *prev_all, *next_all;   /* every transfer but DETACHED ones */
 };
@@ -165,7 +170,30 @@ static void global_init_once(void) {
     }
 }
 
-vc_transport *vc_transport_new(const vc_transport_options *o) {
+/* The options a request's safety depends on, set on a probe handle: a libcurl
+ * that refuses one (built without it, too old) is refused in turn. */
+static const char *refuses_security(void) {
+    CURL *e = curl_easy_init();
+    const char *refused = NULL;
+    if (!e) return "curl_easy_init";
+    if (curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK)
+        refused = "CURLOPT_PROTOCOLS_STR";
+    else if (curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https") != CURLE_OK)
+        refused = "CURLOPT_REDIR_PROTOCOLS_STR";
+    else if (curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK)
+        refused = "CURLOPT_SSL_VERIFYPEER";
+    else if (curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK)
+        refused = "CURLOPT_SSL_VERIFYHOST";
+    else if (curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK ||
+             curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK)
+        refused = "CURLOPT_FRESH_CONNECT";
+    else if (curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)1) != CURLE_OK)
+        refused = "CURLOPT_MAXFILESIZE_LARGE";
+    curl_easy_cleanup(e);
+    return refused;
+}
+
+vc_transport *vc_transport_new(const vc_transport_options *o, const char **refused) {
     static const char *const headers[] = {
         "Content-Type: application/json",
         "Accept: application/json",
@@ -174,6 +202,7 @@ vc_transport *vc_transport_new(const vc_transport_options *o) {
     vc_transport *t;
     size_t i;
     global_init_once();
+    if ((*refused = refuses_security())) return NULL;
     t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->options = *o;
@@ -236,7 +265,12 @@ void vc_transport_free(vc_transport *t, void (*orphan)(void *owner)) {
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
     vc_transfer *x = userdata;
     size_t n = size * nmemb;
-    if (x->sink) {   /* a download: straight to its file */
+    if (x->sink) {   /* a download: straight to its file, up to max_download */
+        x->received += (curl_off_t)n;
+        if (x->received > x->max_download) {
+            x->too_large = 1;
+            return 0;
+        }
         if (fwrite(data, 1, n, x->sink) == n) return n;
         x->write_failed = 1;
         return 0;
@@ -246,6 +280,21 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
         return 0;   /* aborts the transfer with CURLE_WRITE_ERROR */
     }
     return vc_buffer_add(&x->response, data, n) == 0 ? n : 0;
+}
+
+/* Keeps Retry-After (seconds or an HTTP date) for the retry policy. */
+static size_t on_header(char *line, size_t size, size_t nitems, void *userdata) {
+    static const char name[] = "retry-after:";
+    vc_transfer *x = userdata;
+    size_t n = size * nitems, i, len = sizeof name - 1;
+    if (n > len && strncasecmp(line, name, len) == 0) {
+        while (len < n && (line[len] == ' ' || line[len] == '\t')) len++;
+        while (n > len && (line[n - 1] == '\r' || line[n - 1] == '\n' || line[n - 1] == ' ')) n--;
+        for (i = 0; len + i < n && i < sizeof x->retry_after - 1; i++)
+            x->retry_after[i] = line[len + i];
+        x->retry_after[i] = '\0';
+    }
+    return size * nitems;
 }
 
 static void own(vc_transport *t, vc_transfer *x) {
@@ -267,10 +316,12 @@ vc_transfer *vc_transport_acquire(vc_transport *t, void *owner) {
     x->state = FILLING;
     x->owner = owner;
     x->response.len = 0;
-    x->errbuf[0] = '\0';
+    x->errbuf[0] = x->retry_after[0] = '\0';
     x->result = CURLE_OK;
     x->status = 0;
     x->too_large = x->write_failed = 0;
+    x->received = 0;
+    x->started = x->ended = 0;
     x->sink = NULL;
     x->route = NULL;
     return x;
@@ -284,8 +335,9 @@ static void submit(vc_transport *t, vc_transfer *x) {
     set_state(t, x, QUEUED);   /* handed to libcurl by a drive, in order */
 }
 
-void vc_transport_post(vc_transport *t, vc_transfer *x, CURLU *url) {
+void vc_transport_post(vc_transport *t, vc_transfer *x, CURLU *url, int how) {
     x->route = url;
+    x->how = how;
     submit(t, x);
 }
 
@@ -294,6 +346,8 @@ int vc_transport_get(vc_transport *t, vc_transfer *x, const char *url, FILE *sin
     x->body.len = 0;
     if (vc_buffer_add(&x->body, url, strlen(url) + 1) != 0) return -1;
     x->sink = sink;
+    x->how = VC_REUSE;
+    x->max_download = t->options.max_download;
     submit(t, x);
     return 0;
 }
@@ -308,8 +362,17 @@ void vc_transfer_outcome(const vc_transfer *x, vc_outcome *out) {
     out->too_large = x->too_large;
     out->write_failed = x->write_failed;
     out->error = x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result);
+    out->retry_after = x->retry_after;
+    out->seconds = x->ended > x->started ? x->ended - x->started : 0;
+    out->secret = NULL;
     out->body = x->response.data ? x->response.data : "";
     out->len = x->response.len;
+}
+
+void vc_transfer_scrub(vc_transfer *x, const vc_secret *secret) {
+    if (!x->response.data) return;
+    vc_secret_scrub_bytes(secret, x->response.data, &x->response.len);
+    x->response.data[x->response.len] = '\0';
 }
 
 int vc_transfer_close_sink(vc_transfer *x) {
@@ -325,13 +388,10 @@ static CURL *take_easy(vc_transport *t) {
     if (!e) return NULL;
     curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-voiceclone/" VC_VERSION);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, t->options.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);     /* never SIGALRM a host */
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    /* an API answer is small: a 16 KiB read buffer per request is waste */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     /* Over TLS, wait for a connection that may turn out HTTP/2 and multiplex
      * rather than open another; plain HTTP/1.1 never multiplexes. */
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, (long)t->options.multiplex);
@@ -343,37 +403,62 @@ static void give_back_easy(vc_transport *t, CURL *e) {
     else curl_easy_cleanup(e);
 }
 
-static void set_request(vc_transport *t, vc_transfer *x) {
+/* CURLE_OK, or why the request cannot go safely: the options its safety
+ * depends on are checked (vc_transport_new probed them once already). */
+static CURLcode set_request(vc_transport *t, vc_transfer *x) {
     CURL *e = x->easy;
+    int https = 0;
+    CURLcode r;
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    if ((r = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https")) ||
+        (r = curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L)) ||
+        (r = curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L)) ||
+        (r = curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, (long)(x->how == VC_FRESH_CONNECTION))) ||
+        (r = curl_easy_setopt(e, CURLOPT_FORBID_REUSE, (long)(x->how == VC_FRESH_CONNECTION))))
+        return r;
     if (x->route) {   /* an API call: POST the body as JSON */
         curl_easy_setopt(e, CURLOPT_URL, NULL);
         curl_easy_setopt(e, CURLOPT_CURLU, x->route);
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body.data);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.len);
+        /* an API answer is small: a 16 KiB read buffer per request is waste */
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->options.timeout_ms);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 0L);
-    } else {   /* a download: a file may take long, so it fails when it stalls */
-        curl_easy_setopt(e, CURLOPT_CURLU, NULL);   /* else it wins over CURLOPT_URL */
-        curl_easy_setopt(e, CURLOPT_URL, x->body.data);
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);   /* storage often redirects */
-        curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (t->options.timeout_ms + 999) / 1000);
+        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
+        return curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https");   /* never followed */
     }
+    /* A download: storage often redirects, never from https down to http. A
+     * stall as long as the client's timeout fails it, and so does the whole
+     * taking longer than download_timeout or passing max_download. */
+    https = strncmp(x->body.data, "https://", 8) == 0;
+    if ((r = curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https")) ||
+        (r = curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, t->options.max_download)))
+        return r;
+    curl_easy_setopt(e, CURLOPT_CURLU, NULL);   /* else it wins over CURLOPT_URL */
+    curl_easy_setopt(e, CURLOPT_URL, x->body.data);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);   /* a pooled handle's last body is gone */
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)CURL_MAX_WRITE_SIZE);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->options.download_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (t->options.timeout_ms + 999) / 1000);
+    return CURLE_OK;
 }
 
 /* x ended: its result is in, its handle goes back to the pool, and its
  * owner will be among the finished ones. */
 static void end(vc_transport *t, vc_transfer *x, CURLcode result) {
+    x->ended = vc_now();
     if (x->easy) {
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
         curl_multi_remove_handle(t->multi, x->easy);   /* its connection goes back to the cache */
@@ -433,15 +518,17 @@ static void hand_over(vc_transport *t) {
     for (n = 0; n < START_PER_DRIVE && t->queued.head &&
                 t->running < t->options.max_in_flight; n++) {
         vc_transfer *x = t->queued.head;
+        CURLcode refused;
         set_state(t, x, RUNNING);
+        x->started = vc_now();
         x->easy = take_easy(t);
         if (!x->easy) {
             end(t, x, CURLE_OUT_OF_MEMORY);
             continue;
         }
-        set_request(t, x);
         t->running++;
-        if (curl_multi_add_handle(t->multi, x->easy) != CURLM_OK) end(t, x, CURLE_FAILED_INIT);
+        if ((refused = set_request(t, x)) != CURLE_OK) end(t, x, refused);
+        else if (curl_multi_add_handle(t->multi, x->easy) != CURLM_OK) end(t, x, CURLE_FAILED_INIT);
     }
 }
 
@@ -449,10 +536,18 @@ static int can_hand_over(const vc_transport *t) {
     return t->queued.head && t->running < t->options.max_in_flight;
 }
 
+static void act_on_timer(vc_transport *t) {
+    int running;
+    if (t->timer_due < 0 || vc_now() < t->timer_due) return;
+    t->timer_due = -1;   /* libcurl sets a new one if it needs it */
+    curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+}
+
 void vc_transport_drive(vc_transport *t, double wait) {
     int i, nready = 0, running, timeout_ms;
     hand_over(t);
-    if (can_hand_over(t) || t->ended.head) wait = 0;   /* more to do at once */
+    act_on_timer(t);   /* a new request's "start now", before any waiting */
+    if (can_hand_over(t)) wait = 0;   /* more to hand over at once */
     if (t->timer_due >= 0) {
         double until = t->timer_due - vc_now();
         if (until < wait) wait = until > 0 ? until : 0;
@@ -470,10 +565,7 @@ void vc_transport_drive(vc_transport *t, double wait) {
             curl_multi_socket_action(t->multi, t->ready[i].fd, mask, &running);
         }
     }
-    if (t->timer_due >= 0 && vc_now() >= t->timer_due) {
-        t->timer_due = -1;   /* libcurl sets a new one if it needs it */
-        curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    }
+    act_on_timer(t);
     collect_ended(t);
 }
 

@@ -78,9 +78,15 @@ typedef struct vc_transfer vc_transfer;     /* one exchange; private too */
 
 typedef struct vc_transport_options {
     long timeout_ms, connect_timeout_ms;
+    long download_timeout_ms;                /* a whole download, start to end */
+    curl_off_t max_download;                 /* bytes */
     int max_in_flight;
     int multiplex;                           /* https: share HTTP/2 connections */
 } vc_transport_options;
+
+/* How a request goes: a CreateJob is never sent on a reused connection, so
+ * libcurl can never send it twice by itself. */
+enum { VC_REUSE = 0, VC_FRESH_CONNECTION = 1 };
 
 /* What an ended transfer got. */
 typedef struct vc_outcome {
@@ -89,24 +95,31 @@ typedef struct vc_outcome {
     int too_large;                           /* the body passed the limit */
     int write_failed;                        /* a download's file could not be written */
     const char *error;                       /* libcurl's own words */
+    const char *retry_after;                 /* the Retry-After header, "" if none */
+    double seconds;                          /* from the start of the exchange to its end */
     const char *body;                        /* NUL-terminated */
     size_t len;
+    const struct vc_secret *secret;          /* to scrub what reaches Lua (set by call.c) */
 } vc_outcome;
 
 double vc_now(void);                         /* monotonic seconds */
-vc_transport *vc_transport_new(const vc_transport_options *o);
+/* NULL when memory ran out, or when the runtime libcurl refuses an option
+ * that security depends on (*refused names it). */
+vc_transport *vc_transport_new(const vc_transport_options *o, const char **refused);
 /* Frees every transfer; each one still owned is first handed to orphan(owner). */
 void vc_transport_free(vc_transport *t, void (*orphan)(void *owner));
 
 /* A transfer for owner, its body buffer empty; NULL when memory ran out. */
 vc_transfer *vc_transport_acquire(vc_transport *t, void *owner);
 vc_buffer *vc_transfer_body(vc_transfer *x);
-void vc_transport_post(vc_transport *t, vc_transfer *x, CURLU *url);      /* POST the body */
+void vc_transport_post(vc_transport *t, vc_transfer *x, CURLU *url, int how);   /* POST the body */
 /* GET url into sink (which x owns from here); -1: out of memory, nothing taken. */
 int  vc_transport_get(vc_transport *t, vc_transfer *x, const char *url, FILE *sink);
 int  vc_transfer_done(const vc_transfer *x);
 void vc_transfer_outcome(const vc_transfer *x, vc_outcome *out);
 int  vc_transfer_close_sink(vc_transfer *x);   /* 0, or -1 if the file failed */
+struct vc_secret;
+void vc_transfer_scrub(vc_transfer *x, const struct vc_secret *secret);   /* the answer, in place */
 /* Stops x if it is still running, wipes it and takes it back (a detached one too). */
 void vc_transport_recycle(vc_transport *t, vc_transfer *x);
 /* An ended x leaves the transport, which will neither free nor orphan it:
@@ -128,11 +141,12 @@ typedef struct vc_secret vc_secret;          /* reference-counted, wiped when fr
 vc_secret *vc_secret_new(const char *id, size_t id_len, const char *key, size_t key_len);
 vc_secret *vc_secret_ref(vc_secret *s);
 void vc_secret_unref(vc_secret *s);          /* NULL is fine */
-const char *vc_secret_id(const vc_secret *s);
 /* ,"secretId":"..","secretKey":"..",  : what every body carries */
 const char *vc_secret_envelope(const vc_secret *s, size_t *len);
 /* Replaces the string at the top with a copy where each form of the key reads "***". */
 void vc_secret_scrub(lua_State *L, const vc_secret *s);
+/* The same on C memory, in place, before any of it becomes a Lua string. */
+void vc_secret_scrub_bytes(const vc_secret *s, char *text, size_t *len);
 size_t vc_secret_longest_form(const vc_secret *s);
 
 /* ---- client.c ---------------------------------------------------------- */
@@ -156,16 +170,17 @@ void vc_client_push_table(lua_State *L, int idx);
 typedef struct vc_call {
     const char *path, *action, *payload_key, *response_key;
     int (*finish)(lua_State *L, const struct vc_call *call, const vc_outcome *o);
+    int how;                                 /* VC_REUSE or VC_FRESH_CONNECTION */
 } vc_call;
 
 /* With the payload (a wire table, or its JSON text) at the top: starts the
  * call and pushes its Request (returns 1), or nil and an error (2). The
  * value at about_idx (0: none) is kept for finish. */
 int vc_call_start(lua_State *L, int client_idx, const vc_call *call, int about_idx);
-/* Starts a download of the URL at url_idx into the file at path (made
- * here); pushes its Request, or nil and an error. */
+/* Starts a download of the URL at url_idx into a temporary file beside
+ * dest (made here); pushes its Request, or nil and an error. */
 int vc_call_start_download(lua_State *L, int client_idx, const vc_call *call, int url_idx,
-                           const char *path);
+                           const char *dest);
 void vc_call_orphan(void *request);          /* its client is being closed */
 void vc_call_open(lua_State *L, int state);
 
@@ -194,8 +209,9 @@ int vc_rules_list_models(lua_State *L, int offset_idx, int limit_idx);
  * response_key object and returns 0, or pushes nil, err and returns 2. */
 int  vc_response_decode(lua_State *L, const vc_secret *secret, const vc_outcome *o,
                         const char *response_key);
-int  vc_response_table(lua_State *L, const char *where, const char *key);
-int  vc_response_fail(lua_State *L, int root, const char *fmt, ...);
+int  vc_response_table(lua_State *L, const vc_outcome *o, const char *where, const char *key);
+int  vc_response_fail(lua_State *L, const vc_outcome *o, int root, const char *fmt, ...);
+void vc_response_http_details(lua_State *L, const vc_outcome *o);   /* status, retryable, retry_after */
 void vc_response_normalize(lua_State *L, int idx, int depth);
 int  vc_response_transport_error(lua_State *L, const vc_outcome *o);
 long vc_utf8_length(const char *s, size_t len);   /* -1 if invalid */
@@ -209,6 +225,7 @@ void vc_record_get(lua_State *L, int idx, int slot);    /* pushes uservalue[slot
 void vc_record_set(lua_State *L, int idx, int slot);    /* pops into uservalue[slot] */
 void vc_record_open(lua_State *L, const char *type, const luaL_Reg *meta,
                     const char *module_field, int state);
+void vc_record_functions(lua_State *L);   /* core.totable */
 
 /* ---- job.c, model.c, client.c, download.c, loop.c ---------------------- */
 

@@ -28,8 +28,6 @@ batch.DEFAULT_CONCURRENCY = 16
 batch.MAX_CONCURRENCY = 4096
 local CUSTOM_ID_PREFIX = "vcb-"
 local MAX_PLAIN_LINE_ID = 40        -- longer line ids (or odd characters) are hashed
-local CREATE_ATTEMPTS = 4           -- CreateJob/ListJobs tries on retryable errors
-local RETRY_PAUSE = 0.5             -- seconds, doubling
 
 ----------------------------------------------------------------------------
 -- Hashing: FNV-1a, 64 bits.
@@ -580,58 +578,29 @@ function batch.run(o)
     if o.on_line then o.on_line(result) end
   end
 
-  -- Retries fn on retryable errors, pausing between tries.
-  local function retrying(fn)
-    local pause, value, err = RETRY_PAUSE
-    for attempt = 1, CREATE_ATTEMPTS do
-      value, err = fn(attempt)
-      if value ~= nil or not (type(err) == "table" and err.retryable) then return value, err end
-      if attempt < CREATE_ATTEMPTS then
-        client:sleep(pause)
-        pause = pause * 2
-      end
-    end
-    return nil, err
-  end
-
   -- The job already on the service for this line, if any: the journal's, or
   -- one found by customId.
   local function existing_job(item, entry)
+    -- (each call retried by the client's policy)
     if entry.job then
-      local job, err = client:get_job(entry.job)
+      local job = client:get_job(entry.job)
       if job and (not job:is_final() or job.state == COMPLETED) then return job end
-      if not job and err.retryable then
-        job = retrying(function() return client:get_job(entry.job) end)
-        if job and (not job:is_final() or job.state == COMPLETED) then return job end
-      end
       -- gone, or failed: look again by customId (a later job may exist)
     end
-    local jobs, err = retrying(function() return client:list_jobs(item.custom_id) end)
+    local jobs, err = client:list_jobs(item.custom_id)
     if not jobs then return nil, err end
     if count_completed(jobs) > 1 then stats.duplicates = stats.duplicates + 1 end
     return pick(jobs) or false
   end
 
+  -- The client's create is exactly-once: a try whose outcome is unknown is
+  -- settled with ListJobs before anything is sent again.
   local function create(item)
-    local adopted = false
-    local job, err = retrying(function(attempt)
-      if attempt > 1 then
-        -- the last try may have reached the service before failing: look first
-        local jobs, lerr = client:list_jobs(item.custom_id)
-        if not jobs then return nil, lerr end
-        local found = pick(jobs)
-        if found then
-          adopted = true
-          return found
-        end
-      end
-      return client:synthesize {
-        text = item.text, model = model, content_id = o.content_id, destination = o.destination,
-        prefix = o.prefix, custom_id = item.custom_id,
-      }
-    end)
-    if job and adopted then stats.adopted = stats.adopted + 1
-    elseif job then stats.created = stats.created + 1 end
+    local job, err = client:synthesize {
+      text = item.text, model = model, content_id = o.content_id, destination = o.destination,
+      prefix = o.prefix, custom_id = item.custom_id,
+    }
+    if job then stats.created = stats.created + 1 end
     return job, err
   end
 
@@ -654,7 +623,7 @@ function batch.run(o)
       return nil, core.error("invalid", "download: this voiceclone core has no job:download",
                              { field = "download" })
     end
-    local ok, err = retrying(function() return job:download(dest) end)
+    local ok, err = job:download(dest)
     if not ok then return nil, err end
     return dest
   end

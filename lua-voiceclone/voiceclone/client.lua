@@ -8,9 +8,9 @@
 -- the option the caller wrote, not the wire field.
 local core = require "voiceclone.core"
 local tasks = require "voiceclone.tasks"
+local retry = require "voiceclone.retry"
 
 local Client = core.Client       -- the method table of voiceclone.Client
-local await = tasks.await
 local GENERATE, TRAIN = core.type.GENERATE, core.type.TRAIN
 local MODELS_PAGE = 100
 local unpack = require("voiceclone.compat").unpack
@@ -25,24 +25,26 @@ Client.endpoint = core.endpoint
 
 --- CreateJob: request is a createJobRequest exactly as the service
 -- documents it (inputSelectors count from 0). Returns the Job, or nil and
--- an error; nothing is sent when a documented rule fails ("invalid").
+-- an error; nothing is sent when a documented rule fails ("invalid"). The
+-- job is created once, retries or not (voiceclone/retry.lua): without a
+-- customId the request gets one of its own.
 function Client:create_job(request)
-  return await(self, core.create_job(self, request))
+  return retry.create(self, request)
 end
 
 --- GetJob: the Job with this id.
 function Client:get_job(id)
-  return await(self, core.get_job(self, id))
+  return retry.call(self, core.get_job, self, id)
 end
 
 --- ListJobs: the Jobs with this customId (several may share one), and their total.
 function Client:list_jobs(custom_id)
-  return await(self, core.list_jobs(self, custom_id))
+  return retry.call(self, core.list_jobs, self, custom_id)
 end
 
 --- ListModels: a page of Models (offset 0, limit 10, at most 100), and the total.
 function Client:list_models(offset, limit)
-  return await(self, core.list_models(self, offset, limit))
+  return retry.call(self, core.list_models, self, offset, limit)
 end
 
 -- Wire field (as create_job names it) -> the helper option it came from.
@@ -223,22 +225,15 @@ function Client:repository_url(content_id, path)
   }))
 end
 
---- Downloads url into the file dest, streaming it to a temporary name in the
--- same directory renamed to dest once complete: a file at dest is always
--- whole. Yields inside a task. Returns dest, or nil and an error.
+--- Downloads url into the file dest. The C core streams it to a temporary
+-- file of its own beside dest and renames it to dest once whole: a file at
+-- dest is always whole, and a download that fails, is canceled or cut short
+-- leaves nothing behind. Yields inside a task. Returns dest, or nil and an error.
 function Client:download(url, dest)
   if type(url) ~= "string" or type(dest) ~= "string" then
     error("bad arguments to 'download' (url and destination strings expected)", 2)
   end
-  local temporary = ("%s.part-%d"):format(dest, math.random(1, 1e9))
-  local ok, err = await(self, core.download(self, url, temporary))
-  if ok then
-    local renamed, why = os.rename(temporary, dest)
-    if renamed then return dest end
-    err = core.error("invalid", "dest: " .. tostring(why), { field = "dest" })
-  end
-  os.remove(temporary)
-  return nil, err
+  return retry.call(self, core.download, self, url, dest)
 end
 
 --- Tasks (voiceclone/tasks.lua): many calls in flight on one thread.

@@ -8,6 +8,7 @@
 -- The C core (voiceclone.core) does the transport, the checks and the
 -- userdata; this layer adds the workflows on top of the same objects.
 local core = require "voiceclone.core"
+local retry = require "voiceclone.retry"
 require "voiceclone.client"   -- the methods of Client
 require "voiceclone.job"      -- the methods of Job
 require "voiceclone.model"    -- the methods of Model
@@ -31,6 +32,8 @@ end
 
 --- A client. Options left out come from VOICECLONE_SECRET_ID,
 -- VOICECLONE_SECRET_KEY and VOICECLONE_ENDPOINT, else the published endpoint.
+-- The C core checks its own options (timeouts, limits, the endpoint); the
+-- retry policy (voiceclone/retry.lua) and on_request stay on this side.
 -- Returns the client, or nil and an "invalid" error.
 function voiceclone.new(options)
   if options ~= nil and type(options) ~= "table" then
@@ -41,7 +44,18 @@ function voiceclone.new(options)
   settings.secret_id = settings.secret_id or env "VOICECLONE_SECRET_ID"
   settings.secret_key = settings.secret_key or env "VOICECLONE_SECRET_KEY"
   settings.endpoint = settings.endpoint or env "VOICECLONE_ENDPOINT" or voiceclone.DEFAULT_ENDPOINT
-  return core.new(settings)
+  local policy, err = retry.policy(settings.retry)
+  if not policy then return nil, err end
+  local on_request = settings.on_request
+  if on_request ~= nil and type(on_request) ~= "function" then
+    error(("bad option 'on_request' to 'new' (function expected, got %s)"):format(type(on_request)), 2)
+  end
+  settings.retry, settings.on_request = nil, nil
+  local client, cerr = core.new(settings)
+  if not client then return nil, cerr end
+  local state = core.client_table(client)
+  state.retry, state.on_request = policy, on_request
+  return client
 end
 
 --- The Job a callback POSTs, from its raw body. The body is not signed:

@@ -2,7 +2,7 @@
 -- are the service's own data, read as the service names them (job.id,
 -- job.state, job.outputs ...: C, record.c); fields never hide a method.
 local core = require "voiceclone.core"
-local tasks = require "voiceclone.tasks"
+local retry = require "voiceclone.retry"
 
 local Job = core.Job             -- the method table of voiceclone.Job
 local COMPLETED = core.state.COMPLETED
@@ -33,7 +33,7 @@ end
 
 --- GetJob: the job's fields updated in place. Returns the job, or nil and an error.
 function Job:refresh()
-  return tasks.await(client_of(self, "refresh"), core.refresh(self))
+  return retry.call(client_of(self, "refresh"), core.refresh, self)
 end
 
 -- Fields the contract defines; anything else on a failed job is its reason.

@@ -132,8 +132,9 @@ local function resume(s, task)
   if status == "suspended" then
     local outer = s.resuming
     s.resuming = task
-    settle(s, task, coroutine.resume(task.co))
-    s.resuming = outer
+    local results = pack(coroutine.resume(task.co))
+    s.resuming = outer   -- before settle: an on_error handler may raise
+    settle(s, task, unpack(results, 1, results.n))
   elseif status == "dead" then   -- resumed to its end by someone else, from a plain yield
     settle(s, task, false, "the task was resumed outside its scheduler and ended there")
   end
@@ -203,6 +204,7 @@ function tasks.sleep(client, seconds)
     error(("bad argument #1 to 'sleep' (number expected, got %s)"):format(type(seconds)), 3)
   end
   core.client_table(client)   -- raises on a closed client
+  if not (seconds > 0) then seconds = 0 end   -- NaN too: a NaN due would stop every timer
   local task, s = current_task(client)
   if task then
     local due = core.now() + seconds
@@ -267,6 +269,9 @@ function tasks.run(client, timeout)
     error(("bad argument #1 to 'run' (number expected, got %s)"):format(type(timeout)), 3)
   end
   local s = scheduler(client)
+  if current_task(client) then
+    error("run() inside one of the client's own tasks would wait for itself", 3)
+  end
   local deadline = timeout and core.now() + timeout
   local wait = 0
   while advance(client, s, wait) > 0 do
