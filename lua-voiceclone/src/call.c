@@ -340,7 +340,7 @@ static int request_info(lua_State *L) {
 }
 
 static int request_tostring(lua_State *L) {
-    static const char *const states[] = {"running", "finished", "canceled", "closed"};
+    static const char *const states[] = {"running", "finishing", "finished", "canceled", "closed"};
     vc_request *r = luaL_checkudata(L, 1, VC_REQUEST);
     const char *what = r->call ? (r->call->path ? r->call->action : "download") : "?";
     lua_pushfstring(L, VC_REQUEST " (%s, %s): %p", what, states[r->state], (void *)r);

@@ -197,11 +197,16 @@ static const char *check_endpoint(const char *endpoint, int allow_insecure, char
     return wrong;
 }
 
-/* A malloc'd copy of s without its trailing slashes (curl_url_get adds one). */
-static char *without_trailing_slashes(const char *s) {
+static size_t length_without_trailing_slashes(const char *s) {
     size_t len = strlen(s);
-    char *copy;
     while (len > 0 && s[len - 1] == '/') len--;
+    return len;
+}
+
+/* A malloc'd copy of s without its trailing slashes. */
+static char *without_trailing_slashes(const char *s) {
+    size_t len = length_without_trailing_slashes(s);
+    char *copy;
     if (!(copy = malloc(len + 1))) return NULL;
     memcpy(copy, s, len);
     copy[len] = '\0';
@@ -301,7 +306,7 @@ static int client_new(lua_State *L) {
         return luaL_error(L, "not enough memory");
     }
     vc_client_push_table(L, -1);
-    lua_pushlstring(L, c->shown, strlen(c->shown) - (c->shown[strlen(c->shown) - 1] == '/'));
+    lua_pushlstring(L, c->shown, length_without_trailing_slashes(c->shown));
     lua_setfield(L, -2, "shown_endpoint");
     lua_pushlstring(L, id, id_len);
     lua_setfield(L, -2, "secret_id");

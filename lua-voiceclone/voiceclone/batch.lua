@@ -304,17 +304,26 @@ local function fsync(f)
   return f:flush()          -- a core without fsync: flushed only
 end
 
---- Opens (creating) the journal at path; returns it, or nil and a message.
--- Undecodable lines (a record torn by a kill) are skipped.
-function batch.open_journal(path)
-  local text = read_file(path) or ""
+--- Opens (creating) the journal at path, locked for this run alone (flock:
+-- released when it is closed, or when the process ends, even by a crash);
+-- returns it, or nil and a message and, when another run holds it, "locked".
+-- With wait, waits for that run instead. Undecodable lines (a record torn
+-- by a kill) are skipped.
+function batch.open_journal(path, wait)
+  local f, err = io.open(path, "ab")
+  if not f then return nil, err end
+  local locked, lerr = core.lock(f, wait)
+  if not locked then
+    f:close()
+    if lerr.kind == "locked" then return nil, "another run holds " .. path, "locked" end
+    return nil, path .. ": " .. tostring(lerr)
+  end
+  local text = read_file(path) or ""   -- read once it is ours: no run appends meanwhile
   local records = {}
   for raw in text:gmatch("[^\n]+") do
     local record = cjson.decode(raw)
     if type(record) == "table" then records[#records + 1] = record end
   end
-  local f, err = io.open(path, "ab")
-  if not f then return nil, err end
   if text ~= "" and text:sub(-1) ~= "\n" then
     -- a torn last record: end its line, so the next record stands alone
     local ok, werr = f:write("\n")
@@ -429,6 +438,7 @@ local function check_options(o)
   local allowed = {
     client = true, lines = true, format = true, model = true, content_id = true,
     destination = true, prefix = true, concurrency = true, journal = true, download = true,
+    wait_for_journal = true,
     batch_id = true, poll_interval = true, wait_timeout = true, on_progress = true,
     progress_interval = true, on_line = true,
   }
@@ -468,7 +478,9 @@ end
 --   content_id   the repository that receives the audio (required)
 --   destination, prefix   as for client:synthesize
 --   concurrency  lines in flight at once (default 16)
---   journal      the journal's file name (default LINES .. ".journal"; false: none)
+--   journal      the journal's file name (default LINES .. ".journal"; false: none);
+--                one run at a time: another run of it fails with a "locked" error
+--   wait_for_journal  wait for that run to end instead
 --   download     a directory: each line's audio is downloaded to <dir>/<line id>.<ext>
 --   batch_id     (default: a hash of the file's absolute path, the model and content_id)
 --   poll_interval first pause between GetJob polls (default 1 s, growing to 10 s)
@@ -541,9 +553,10 @@ function batch.run(o)
   local journal, known = nil, {}
   if journal_path then
     local err
-    journal, err = batch.open_journal(journal_path)
+    local why
+    journal, err, why = batch.open_journal(journal_path, o.wait_for_journal)
     if not journal then
-      return nil, core.error("invalid", "journal: " .. tostring(err), { field = "journal" })
+      return nil, core.error(why or "invalid", "journal: " .. tostring(err), { field = "journal" })
     end
     known = journal:lines_of(batch_id)
   end

@@ -773,7 +773,9 @@ options:
   --destination DIR     folder in that repository (default /)
   --prefix P            prefix of the output file names
   --concurrency N       lines in flight at once (default 16)
-  --journal PATH        the journal (default LINES.journal)
+  --journal PATH        the journal (default LINES.journal); one run at a time
+                        uses it: another run of the same batch refuses at once
+  --wait-for-journal    wait for that other run to end instead
   --download DIR        download each line's audio to DIR/<line id>.wav
                         (needs --repositories; an id that is no safe file
                         name uses the hash in its customId)
@@ -787,8 +789,9 @@ options:
 
 Ends with a summary on stdout; failed lines are listed with the reason.
 Exit status: 0 every line COMPLETED, 1 a line failed, 3 every failure was a
-network failure or timeout (run again), 2 bad options or LINES, 4 the
-journal or a download directory cannot be written.
+network failure or timeout (run again), 2 bad options or LINES, or another
+run holds the journal, 4 the journal or a download directory cannot be
+written.
 --json: {"batch": .., "total": N, "completed": N, "failed": N, "lines": [...]}
 
 ]] .. GLOBAL_USAGE,
@@ -796,7 +799,7 @@ journal or a download directory cannot be written.
     model = "string", ["content-id"] = "string", destination = "string", prefix = "string",
     concurrency = "integer", journal = "string", download = "string", ["batch-id"] = "string",
     format = "string", ["poll-interval"] = "number", ["wait-timeout"] = "number",
-    progress = "string",
+    progress = "string", ["wait-for-journal"] = "flag",
   },
   min_args = 1, max_args = 1,
   run = function(ctx, o, args)
@@ -838,9 +841,13 @@ journal or a download directory cannot be written.
       journal = o.journal or (path .. ".journal"), download = o.download,
       batch_id = o["batch-id"] or batch.default_id(path, o.model, o["content-id"]),
       poll_interval = o["poll-interval"], wait_timeout = o["wait-timeout"],
-      on_progress = progress,
+      on_progress = progress, wait_for_journal = o["wait-for-journal"] or nil,
     }
     if not summary then
+      if err.kind == "locked" then
+        return ctx:usage(tostring(err.message) .. ": another run of this batch is using it "
+          .. "(--wait-for-journal waits for it)")
+      end
       if err.field == "journal" or err.field == "download" then
         err = { kind = "local", message = tostring(err) }
       end

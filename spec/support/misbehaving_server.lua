@@ -45,6 +45,33 @@ assert(os.rename(tmp, port_file))
 
 local held = {}   -- connections we never answer ("hang"), kept open
 
+-- For the retry specs: how many requests each scenario (first path segment)
+-- got, at /_count/<scenario>; and the jobs the "drop" scenarios created.
+local counts, created, dropped = {}, {}, {}
+local cjson = require "cjson"
+
+-- A valid answer to whatever the body asks.
+local function ok_answer(body)
+  local request = cjson.decode(body ~= "" and body or "{}")
+  local action = request.action
+  if action == "CreateJob" then
+    local job = request.createJobRequest
+    job.id, job.state = "j-" .. (#created + 1), 1
+    created[#created + 1] = job
+    return json(200, cjson.encode { requestId = "r-c", createJobResponse = { job = job } }), job
+  elseif action == "ListJobs" then
+    local jobs = {}
+    for _, job in ipairs(created) do
+      if job.customId == request.listJobsRequest.customId then jobs[#jobs + 1] = cjson.encode(job) end
+    end
+    return json(200, ('{"requestId":"r-l","listJobsResponse":{"jobs":[%s],"total":%d}}')
+      :format(table.concat(jobs, ","), #jobs))
+  elseif action == "ListModels" then
+    return json(200, '{"requestId":"r-m","listModelsResponse":{"models":[],"total":0}}')
+  end
+  return json(200, '{"requestId":"r-g","getJobResponse":{"job":' .. JOB .. '}}')
+end
+
 local function read_request(conn)
   conn:settimeout(5)
   local line = conn:receive("*l")
@@ -65,6 +92,7 @@ local function answer(conn, r)
   local head = { ("HTTP/1.1 %d Whatever"):format(r.status), "Connection: close",
                  ("Content-Length: %d"):format(r.length or #r.body) }
   if r.type then head[#head + 1] = "Content-Type: " .. r.type end
+  if r.retry_after then head[#head + 1] = "Retry-After: " .. r.retry_after end
   conn:send(table.concat(head, "\r\n") .. "\r\n\r\n" .. r.body)
 end
 
@@ -73,7 +101,55 @@ while true do
   if conn then
     local path, body = read_request(conn)
     local name = path and path:match("^/([%w_]+)/")
-    if name == "hang" then
+    if name then counts[name] = (counts[name] or 0) + 1 end
+    local n = name and counts[name]
+    -- flaky_<status>_<times>_<tag>: <status> the first <times> times, then a valid answer
+    local flaky_status, times = (name or ""):match("^flaky_(%d+)_(%d+)_")
+    -- after_<value>_<tag>: a 429 with Retry-After: <value> (seconds, or "date<n>":
+    -- an HTTP date n seconds ahead), then a valid answer
+    local after = (name or ""):match("^after_([%w]+)_")
+    if path and path:match("^/_count/") then
+      answer(conn, json(200, tostring(counts[path:match("^/_count/([%w_]+)")] or 0)))
+      conn:close()
+    elseif path and path:match("^/_created/") then
+      answer(conn, json(200, tostring(#created)))
+      conn:close()
+    elseif flaky_status then
+      if n <= tonumber(times) then
+        answer(conn, json(tonumber(flaky_status), '{"message":"flaky"}'))
+      else
+        answer(conn, (ok_answer(body)))
+      end
+      conn:close()
+    elseif after then
+      if n == 1 then
+        local value = after
+        local ahead = after:match("^date(%d+)$")
+        if ahead then value = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + tonumber(ahead)) end
+        answer(conn, { status = 429, type = "application/json", body = '{"message":"slow down"}',
+                       retry_after = value })
+      else
+        answer(conn, (ok_answer(body)))
+      end
+      conn:close()
+    elseif name and name:match("^drop_") then
+      -- drop_<tag>: the first CreateJob of each text is processed, then the
+      -- connection closes without an answer; everything else is answered
+      local text = body:find('"CreateJob"', 1, true) and body:match('"sourceData":"([^"]*)"')
+      local reply = ok_answer(body)
+      if text and not dropped[text] then dropped[text] = true else answer(conn, reply) end
+      conn:close()
+    elseif name and name:match("^reset_") then
+      -- reset_<tag>: the first CreateJob saying "once" is cut off before it
+      -- is processed
+      if body:find('"CreateJob"', 1, true) and body:find('"sourceData":"once"', 1, true)
+          and not dropped.reset then
+        dropped.reset = true
+      else
+        answer(conn, (ok_answer(body)))
+      end
+      conn:close()
+    elseif name == "hang" then
       held[#held + 1] = conn
     elseif name == "close" then
       conn:close()
