@@ -133,7 +133,7 @@ while left > 0 do
 end
 local elapsed = now() - t_start
 
-if log then   -- step, ms, CPU ms, ms in _drive, answers, unfinished tasks
+if log then   -- step, ms, CPU ms, ms in core.drive, answers, unfinished tasks
   local f = assert(io.open(os.getenv("BENCH_STEPLOG"), "w"))
   for i, e in ipairs(log) do
     f:write(string.format("%d %.3f %.3f %.3f %d %d\n", i, e.dt * 1000, e.cpu * 1000, e.drive * 1000,
