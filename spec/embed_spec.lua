@@ -24,6 +24,12 @@ describe("the embedding example", function()
     local frames = tonumber(report:match("(%d+) frames"))
     assert.is_true(frames > 1)
     assert.is_number(tonumber(report:match("worst frame ([%d.]+) ms")))
+    -- step(budget) keeps to its budget: no frame's CPU time (the host's
+    -- thread, CLOCK_THREAD_CPUTIME_ID) goes more than 1 ms beyond it
+    local overrun, budget = report:match("worst CPU overrun ([%d.]+) ms of a ([%d.]+) ms step budget")
+    assert.equal(4, tonumber(budget), report)
+    assert.is_true(tonumber(overrun) < 1, "a frame overran its step budget by " .. tostring(overrun)
+      .. " ms of CPU: " .. report)
 
     -- on the service: 200 jobs, all COMPLETED
     local jobs, total = assert(helpers.client(sandbox):list_jobs("embed-example"))

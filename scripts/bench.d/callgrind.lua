@@ -1,7 +1,8 @@
 -- Row 2 of scripts/bench: instructions per GetJob from callgrind runs of
 -- getjob.lua with N=0 and N=K requests (the same start-up and warm-up call
 -- in both), and where they go.
---   lua5.4 callgrind.lua K vc_0 vc_K luasocket_0 luasocket_K profile_out
+--   lua5.4 callgrind.lua K vc_0 vc_K luasocket_0 luasocket_K profile_out [LUA]
+-- (LUA: the interpreter the runs were made under, for the profile's title)
 -- Prints vc_ir=, luasocket_ir= (per request); writes to profile_out the
 -- per-request cost of voiceclone by ELF object (exclusive) and by named
 -- function (inclusive: the module's own C functions, libcurl's and
@@ -9,6 +10,7 @@
 local k = tonumber(arg[1])
 local files = { vc0 = arg[2], vck = arg[3], ls0 = arg[4], lsk = arg[5] }
 local profile_out = arg[6]
+local lua_name = arg[7] or "lua5.4"
 
 local function totals(file)
   local f = assert(io.open(file, "r"))
@@ -113,12 +115,17 @@ local _, lobj0 = annotate(files.ls0, false)
 local _, lobjk = annotate(files.lsk, false)
 local tree0, treek = call_tree(files.vc0), call_tree(files.vck)
 
-out:write(string.format("voiceclone: %.0f instructions per GetJob; luasocket + cjson: %.0f\n", vc, ls))
-out:write("  voiceclone, call tree per GetJob (inclusive; callees over 1.5% shown):\n")
--- What a call of the Lua API stands for, by caller.
+out:write(string.format("%s: voiceclone: %.0f instructions per GetJob; luasocket + cjson: %.0f\n",
+  lua_name, vc, ls))
+out:write("  voiceclone, call tree per GetJob from the C core's entry points (inclusive; callees over "
+  .. "1.5% shown; the rest is the Lua layer: client.lua, tasks.lua's await):\n")
+-- What a call of the Lua API stands for, by caller (lua_call is a macro
+-- for lua_callk from 5.2 on, a function in 5.1 and LuaJIT).
 local LABELS = {
   ["vc_response_decode/lua_callk"] = "lua_callk: cjson decode of the answer",
-  ["vc_client_call/lua_callk"] = "lua_callk: cjson encode of the request",
+  ["vc_response_decode/lua_call"] = "lua_call: cjson decode of the answer",
+  ["vc_call_start/lua_callk"] = "lua_callk: cjson encode of the request",
+  ["vc_call_start/lua_call"] = "lua_call: cjson encode of the request",
 }
 local function walk(fn, ir, depth, parent)
   out:write(string.format("    %9.0f  %5.1f%%  %s%s\n", ir, 100 * ir / vc, ("  "):rep(depth),
@@ -133,7 +140,13 @@ local function walk(fn, ir, depth, parent)
   table.sort(children, function(a, b) return a.ir > b.ir end)
   for _, c in ipairs(children) do walk(c.fn, c.ir, depth + 1, fn) end
 end
-walk("client_get_job", ((treek[""].client_get_job or 0) - (tree0[""].client_get_job or 0)) / k, 0, "")
+-- A blocking client:get_job is core.get_job (call_get_job starts the
+-- Request), request:done() and core.drive until it is done (loop_drive),
+-- then request:finish() (request_finish decodes the answer).
+for _, root in ipairs { "call_get_job", "loop_drive", "request_done", "request_finish" } do
+  local ir = ((treek[""][root] or 0) - (tree0[""][root] or 0)) / k
+  if ir >= 1 then walk(root, ir, 0, "") end
+end
 local in0, ink = annotate(files.vc0, true), annotate(files.vck, true)
 local TOP_LEVEL = { curl_multi_socket_action = true, curl_easy_setopt = true,
                     curl_multi_add_handle = true, curl_multi_remove_handle = true }

@@ -6,10 +6,12 @@ lib.DIR = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 lib.ROOT = lib.DIR .. "/../.."
 package.path = lib.DIR .. "/?.lua;" .. lib.ROOT .. "/lua-voiceclone/?.lua;"
   .. lib.ROOT .. "/lua-voiceclone/?/init.lua;" .. package.path
--- scripts/bench runs a copy of the build, which a rebuild cannot change mid-run;
--- else $VOICECLONE_CPATH, else the in-tree build of the Lua running this
+-- scripts/bench runs a copy of the builds ($BENCH_BUILDS/<lua>/, one per Lua),
+-- which a rebuild cannot change mid-run; else $VOICECLONE_CPATH, else the
+-- in-tree build of the Lua running this
 lib.BUILD = type(jit) == "table" and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
-package.cpath = (os.getenv("BENCH_CPATH") or os.getenv("VOICECLONE_CPATH")
+local builds = os.getenv("BENCH_BUILDS")
+package.cpath = (builds and (builds .. "/" .. lib.BUILD .. "/?.so") or os.getenv("VOICECLONE_CPATH")
   or (lib.ROOT .. "/build/" .. lib.BUILD .. "/?.so")) .. ";" .. package.cpath
 
 local compat = require "voiceclone.compat"
@@ -48,6 +50,14 @@ function lib.rss_kib()
   local text = f:read("*l")
   f:close()
   return tonumber(text:match("^%d+%s+(%d+)")) * PAGE_KIB
+end
+
+-- How many threads this process has now (/proc/self/status).
+function lib.threads()
+  local f = io.open("/proc/self/status", "r")
+  local text = f:read("*a")
+  f:close()
+  return tonumber(text:match("\nThreads:%s*(%d+)"))
 end
 
 -- CPU seconds (user + system) a process has used, from /proc/PID/stat.

