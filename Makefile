@@ -38,7 +38,7 @@ CORE_ASAN := build-asan/$(LUA)/voiceclone/core.so
 EMBED     := $(BUILD)/embed-host
 SANITIZE  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all build bootstrap test test-asan demo bench rock clean
+.PHONY: all build bootstrap test test-asan demo bench soak rock clean
 
 all: build
 
@@ -88,6 +88,13 @@ bench:
 	@$(MAKE) --no-print-directory build LUA=lua5.4
 	@$(MAKE) --no-print-directory build LUA=luajit
 	@scripts/bench
+
+# 10,000 jobs through the sandbox with every fault on, through direct calls,
+# tasks and a batch; ends with "soak: N jobs, L lost, D duplicated, C crashes,
+# R retries, T s" and fails unless L, D and C are 0.
+soak: bootstrap
+	@$(MAKE) --no-print-directory build
+	@LUA=$(LUA) scripts/soak
 
 # Installs the rock into LuaRocks' tree for LUA (ROCK_TREE=dir for another
 # one); LuaJIT takes 5.1's. Debian keeps curl.h under the multiarch include

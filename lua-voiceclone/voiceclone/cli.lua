@@ -175,7 +175,7 @@ cli.parse = parse
 
 local GLOBAL_OPTIONS = {
   json = "flag", ["secret-id"] = "string", ["secret-key"] = "string", endpoint = "string",
-  repositories = "string", ["http-timeout"] = "number",
+  repositories = "string", ["http-timeout"] = "number", verbose = "flag",
 }
 
 local GLOBAL_USAGE = [[
@@ -189,6 +189,9 @@ global options (every command but sandbox; also before the command):
                         a URL template with {contentId} and {path}, e.g.
                         http://127.0.0.1:8600/repos/{contentId}/{path}
   --http-timeout S      seconds for one HTTP request (default 30)
+  --verbose             one line on stderr per HTTP attempt: action, attempt,
+                        status, seconds, request id, error kind (never a body
+                        or a key)
   -h, --help            this help
 ]]
 
@@ -341,6 +344,14 @@ function Context:client(o, extra)
   }
   local repositories = repositories_of(o)
   if repositories then settings.repositories = repositories end
+  if o.verbose then
+    settings.on_request = function(info)
+      self:err(("%s: %s attempt %d: %s %.3f s%s%s\n"):format(PROGRAM, tostring(info.action),
+        info.attempt, info.status and info.status ~= 0 and ("HTTP " .. info.status) or "no answer",
+        info.duration or 0, info.request_id and (" request " .. info.request_id) or "",
+        info.error_kind and (" error " .. info.error_kind) or ""))
+    end
+  end
   for k, v in pairs(extra or {}) do settings[k] = v end
   if o["http-timeout"] == 0 then return nil, self:usage("--http-timeout must be positive") end
   local client, err = voiceclone.new(settings)
