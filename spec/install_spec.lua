@@ -6,9 +6,8 @@ local q = helpers.quote
 local LUA, V = helpers.LUA, helpers.LUA_VERSION
 
 local function pkg_config(variable, prefix)
-  local pc = LUA
   local out = helpers.read_command(("pkg-config --define-variable=prefix=%s --variable=%s %s")
-    :format(prefix, variable, pc))
+    :format(prefix, variable, LUA))
   return (out:gsub("%s+$", ""))
 end
 
