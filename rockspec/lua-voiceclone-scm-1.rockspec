@@ -13,61 +13,59 @@ description = {
     offline development.
   ]],
   license = "MIT",
+  homepage = "https://github.com/lua-voiceclone/lua-voiceclone",
 }
 dependencies = {
   "lua >= 5.1",
-  "lua-cjson",
-  -- the sandbox and callbacks.listen also need luasocket (Debian: lua-socket)
+  "lua-cjson",   -- cjson.safe: the C core and the command (Debian: lua-cjson)
+  "luasocket",   -- the sandbox and callbacks.listen (Debian: lua-socket)
+  "compat53",    -- utf8 and string.pack below Lua 5.3 (Debian: lua-compat53)
 }
+-- luv: the event-loop example and its spec only
+test_dependencies = { "busted", "luv" }
 external_dependencies = {
-  CURL = { header = "curl/curl.h", library = "curl" },
+  -- no `header`: Debian keeps curl/curl.h under the multiarch include
+  -- directory, which the compiler searches and LuaRocks does not
+  CURL = { library = "curl" },
 }
+-- The C core is built by the Makefile (target rock-core) with the project's
+-- own flags (-std=c99 -fvisibility=hidden: only luaopen_voiceclone_core is
+-- exported) plus LuaRocks' CFLAGS; LuaRocks installs what it built, the Lua
+-- modules and the command.
 build = {
-  type = "builtin",
-  modules = {
-    ["voiceclone.core"] = {
-      sources = {
-        "lua-voiceclone/src/buffer.c",
-        "lua-voiceclone/src/call.c",
-        "lua-voiceclone/src/client.c",
-        "lua-voiceclone/src/compat.c",
-        "lua-voiceclone/src/download.c",
-        "lua-voiceclone/src/error.c",
-        "lua-voiceclone/src/job.c",
-        "lua-voiceclone/src/loop.c",
-        "lua-voiceclone/src/model.c",
-        "lua-voiceclone/src/record.c",
-        "lua-voiceclone/src/response.c",
-        "lua-voiceclone/src/rules.c",
-        "lua-voiceclone/src/secret.c",
-        "lua-voiceclone/src/transport.c",
-        "lua-voiceclone/src/voiceclone.c",
-      },
-      defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "m" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
-    },
-    ["voiceclone"] = "lua-voiceclone/voiceclone/init.lua",
-    ["voiceclone.client"] = "lua-voiceclone/voiceclone/client.lua",
-    ["voiceclone.job"] = "lua-voiceclone/voiceclone/job.lua",
-    ["voiceclone.model"] = "lua-voiceclone/voiceclone/model.lua",
-    ["voiceclone.compat"] = "lua-voiceclone/voiceclone/compat.lua",
-    ["voiceclone.tasks"] = "lua-voiceclone/voiceclone/tasks.lua",
-    ["voiceclone.retry"] = "lua-voiceclone/voiceclone/retry.lua",
-    ["voiceclone.workflow"] = "lua-voiceclone/voiceclone/workflow.lua",
-    ["voiceclone.callbacks"] = "lua-voiceclone/voiceclone/callbacks.lua",
-    ["voiceclone.batch"] = "lua-voiceclone/voiceclone/batch.lua",
-    ["voiceclone.cli"] = "lua-voiceclone/voiceclone/cli.lua",
-    ["voiceclone.sandbox"] = "lua-voiceclone/voiceclone/sandbox.lua",
-    ["voiceclone.sandbox.httpd"] = "lua-voiceclone/voiceclone/sandbox/httpd.lua",
-    ["voiceclone.sandbox.jobs"] = "lua-voiceclone/voiceclone/sandbox/jobs.lua",
-    ["voiceclone.sandbox.pitch"] = "lua-voiceclone/voiceclone/sandbox/pitch.lua",
-    ["voiceclone.sandbox.util"] = "lua-voiceclone/voiceclone/sandbox/util.lua",
-    ["voiceclone.sandbox.validate"] = "lua-voiceclone/voiceclone/sandbox/validate.lua",
-    ["voiceclone.sandbox.work"] = "lua-voiceclone/voiceclone/sandbox/work.lua",
+  type = "make",
+  build_target = "rock-core",
+  build_variables = {
+    CC = "$(CC)",
+    CFLAGS = "$(CFLAGS)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    CURL_INCDIR = "$(CURL_INCDIR)",
+    CURL_LIBDIR = "$(CURL_LIBDIR)",
   },
+  install_pass = false,
   install = {
+    lib = { ["voiceclone.core"] = "build/luarocks/voiceclone/core.so" },
+    lua = {
+      ["voiceclone"] = "lua-voiceclone/voiceclone/init.lua",
+      ["voiceclone.client"] = "lua-voiceclone/voiceclone/client.lua",
+      ["voiceclone.job"] = "lua-voiceclone/voiceclone/job.lua",
+      ["voiceclone.model"] = "lua-voiceclone/voiceclone/model.lua",
+      ["voiceclone.compat"] = "lua-voiceclone/voiceclone/compat.lua",
+      ["voiceclone.tasks"] = "lua-voiceclone/voiceclone/tasks.lua",
+      ["voiceclone.retry"] = "lua-voiceclone/voiceclone/retry.lua",
+      ["voiceclone.workflow"] = "lua-voiceclone/voiceclone/workflow.lua",
+      ["voiceclone.callbacks"] = "lua-voiceclone/voiceclone/callbacks.lua",
+      ["voiceclone.batch"] = "lua-voiceclone/voiceclone/batch.lua",
+      ["voiceclone.cli"] = "lua-voiceclone/voiceclone/cli.lua",
+      ["voiceclone.sandbox"] = "lua-voiceclone/voiceclone/sandbox.lua",
+      ["voiceclone.sandbox.httpd"] = "lua-voiceclone/voiceclone/sandbox/httpd.lua",
+      ["voiceclone.sandbox.jobs"] = "lua-voiceclone/voiceclone/sandbox/jobs.lua",
+      ["voiceclone.sandbox.pitch"] = "lua-voiceclone/voiceclone/sandbox/pitch.lua",
+      ["voiceclone.sandbox.util"] = "lua-voiceclone/voiceclone/sandbox/util.lua",
+      ["voiceclone.sandbox.validate"] = "lua-voiceclone/voiceclone/sandbox/validate.lua",
+      ["voiceclone.sandbox.work"] = "lua-voiceclone/voiceclone/sandbox/work.lua",
+    },
     bin = { voiceclone = "scripts/voiceclone" },
   },
 }
+test = { type = "busted" }

@@ -31,7 +31,7 @@
 /* Only luaopen_voiceclone_core leaves the library (-fvisibility=hidden). */
 #define VC_EXPORT __attribute__((visibility("default")))
 
-#define VC_VERSION "0.2.0"
+#define VC_VERSION "0.3.0"   /* the one place: the Makefile, rockspecs and specs read it */
 
 #define VC_CLIENT  "voiceclone.Client"
 #define VC_REQUEST "voiceclone.Request"

@@ -1082,7 +1082,8 @@ function cli.main(args, extra)
 
   -- global options may come before the command
   local i, pre = 1, {}
-  while args[i] and args[i]:sub(1, 2) == "--" and args[i] ~= "--help" and args[i] ~= "--" do
+  while args[i] and args[i]:sub(1, 2) == "--" and args[i] ~= "--help" and args[i] ~= "--"
+    and args[i] ~= "--version" do
     local name = args[i]:match("^%-%-([%w-]+)")
     pre[#pre + 1] = args[i]
     if GLOBAL_OPTIONS[name] and GLOBAL_OPTIONS[name] ~= "flag" and not args[i]:find("=", 1, true) then
@@ -1092,6 +1093,10 @@ function cli.main(args, extra)
     i = i + 1
   end
   local name = args[i]
+  if name == "--version" then
+    ctx:out(PROGRAM, " ", require("voiceclone")._VERSION, "\n")
+    return EXIT.OK
+  end
   if not name or name == "-h" or name == "--help" or name == "help" then
     local topic = name == "help" and commands[args[i + 1] or ""]
     ctx:out(topic and topic.usage or main_usage(commands))

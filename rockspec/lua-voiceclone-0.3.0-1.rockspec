@@ -1,0 +1,72 @@
+rockspec_format = "3.0"
+package = "lua-voiceclone"
+version = "0.3.0-1"
+source = {
+  url = "git+https://github.com/lua-voiceclone/lua-voiceclone.git",
+  tag = "v0.3.0",
+}
+description = {
+  summary = "Voice cloning for Lua: train a voice, then speak or convert in it",
+  detailed = [[
+    A Lua client (5.1 to 5.4, LuaJIT) for the voice cloning service (train a voice model from
+    a recording, speak text or convert a recording in that voice), with a C
+    core on libcurl and lua-cjson, and a local sandbox of the service for
+    offline development.
+  ]],
+  license = "MIT",
+  homepage = "https://github.com/lua-voiceclone/lua-voiceclone",
+}
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",   -- cjson.safe: the C core and the command (Debian: lua-cjson)
+  "luasocket",   -- the sandbox and callbacks.listen (Debian: lua-socket)
+  "compat53",    -- utf8 and string.pack below Lua 5.3 (Debian: lua-compat53)
+}
+-- luv: the event-loop example and its spec only
+test_dependencies = { "busted", "luv" }
+external_dependencies = {
+  -- no `header`: Debian keeps curl/curl.h under the multiarch include
+  -- directory, which the compiler searches and LuaRocks does not
+  CURL = { library = "curl" },
+}
+-- The C core is built by the Makefile (target rock-core) with the project's
+-- own flags (-std=c99 -fvisibility=hidden: only luaopen_voiceclone_core is
+-- exported) plus LuaRocks' CFLAGS; LuaRocks installs what it built, the Lua
+-- modules and the command.
+build = {
+  type = "make",
+  build_target = "rock-core",
+  build_variables = {
+    CC = "$(CC)",
+    CFLAGS = "$(CFLAGS)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    CURL_INCDIR = "$(CURL_INCDIR)",
+    CURL_LIBDIR = "$(CURL_LIBDIR)",
+  },
+  install_pass = false,
+  install = {
+    lib = { ["voiceclone.core"] = "build/luarocks/voiceclone/core.so" },
+    lua = {
+      ["voiceclone"] = "lua-voiceclone/voiceclone/init.lua",
+      ["voiceclone.client"] = "lua-voiceclone/voiceclone/client.lua",
+      ["voiceclone.job"] = "lua-voiceclone/voiceclone/job.lua",
+      ["voiceclone.model"] = "lua-voiceclone/voiceclone/model.lua",
+      ["voiceclone.compat"] = "lua-voiceclone/voiceclone/compat.lua",
+      ["voiceclone.tasks"] = "lua-voiceclone/voiceclone/tasks.lua",
+      ["voiceclone.retry"] = "lua-voiceclone/voiceclone/retry.lua",
+      ["voiceclone.workflow"] = "lua-voiceclone/voiceclone/workflow.lua",
+      ["voiceclone.callbacks"] = "lua-voiceclone/voiceclone/callbacks.lua",
+      ["voiceclone.batch"] = "lua-voiceclone/voiceclone/batch.lua",
+      ["voiceclone.cli"] = "lua-voiceclone/voiceclone/cli.lua",
+      ["voiceclone.sandbox"] = "lua-voiceclone/voiceclone/sandbox.lua",
+      ["voiceclone.sandbox.httpd"] = "lua-voiceclone/voiceclone/sandbox/httpd.lua",
+      ["voiceclone.sandbox.jobs"] = "lua-voiceclone/voiceclone/sandbox/jobs.lua",
+      ["voiceclone.sandbox.pitch"] = "lua-voiceclone/voiceclone/sandbox/pitch.lua",
+      ["voiceclone.sandbox.util"] = "lua-voiceclone/voiceclone/sandbox/util.lua",
+      ["voiceclone.sandbox.validate"] = "lua-voiceclone/voiceclone/sandbox/validate.lua",
+      ["voiceclone.sandbox.work"] = "lua-voiceclone/voiceclone/sandbox/work.lua",
+    },
+    bin = { voiceclone = "scripts/voiceclone" },
+  },
+}
+test = { type = "busted" }
