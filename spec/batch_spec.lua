@@ -460,4 +460,47 @@ describe("voiceclone batch", function()
     end
     assert.equal(500, count)
   end)
+
+  it("refuses a second run on the same journal at once: exit 2, saying another run holds it", function()
+    local dir = tmpdir()
+    local lines = {}
+    for i = 1, 30 do lines[i] = ("%d,Line %d of a locked batch."):format(i, i) end
+    local csv = write_file(dir .. "/locked.csv", "id,text\n" .. table.concat(lines, "\n") .. "\n")
+    -- the first run holds the journal while it works (a slow sandbox keeps it busy)
+    local slow = helpers.start_sandbox { "--audio tone", "--latency", "200" }
+    local first_out = helpers.tmpname()
+    assert(helpers.run(("%s >%s 2>&1 &"):format(command(slow, "batch " .. q(csv) .. " --content-id lk"),
+      q(first_out))))
+    helpers.wait_for("the first run to start", function()
+      local j = helpers.read_file(csv .. ".journal")
+      return j and #j > 0
+    end)
+    local second = voiceclone(slow, "batch " .. q(csv) .. " --content-id lk")
+    assert.equal(2, second.status, second.err)
+    assert.matches("another run", second.err)
+    -- waiting for it instead: the second run then finds every line done
+    local third = voiceclone(slow, "batch " .. q(csv) .. " --content-id lk --wait-for-journal")
+    slow.stop()
+    assert.equal(0, third.status, third.err .. third.out)
+    assert.matches("30 lines, 30 completed", third.out)
+    assert.matches("0 jobs created", third.out)
+  end)
+
+  it("two runs at once on one journal leave no line created twice", function()
+    local dir = tmpdir()
+    local lines = {}
+    for i = 1, 40 do lines[i] = ("%d,Twice %d."):format(i, i) end
+    local csv = write_file(dir .. "/twice.csv", "id,text\n" .. table.concat(lines, "\n") .. "\n")
+    local before = helpers.last_seq(sandbox)
+    local outs = { helpers.tmpname(), helpers.tmpname() }
+    for i = 1, 2 do
+      assert(helpers.run(("%s >%s 2>&1 &"):format(
+        command(sandbox, "batch " .. q(csv) .. " --content-id tw --wait-for-journal"), q(outs[i]))))
+    end
+    helpers.wait_for("both runs to finish", function()
+      local a, b = helpers.read_file(outs[1]) or "", helpers.read_file(outs[2]) or ""
+      return a:find("lines,") and b:find("lines,")
+    end, 60)
+    assert.equal(40, creates_since(sandbox, before))
+  end)
 end)

@@ -24,8 +24,9 @@
 #define MAX_RESPONSE (16u * 1024u * 1024u)
 /* An idle transfer keeps a response buffer up to this size for the next one. */
 #define KEEP_RESPONSE (16u * 1024u)
-/* New requests handed to libcurl per drive (see hand_over). */
-#define START_PER_DRIVE 16
+/* New requests handed to libcurl per drive (see hand_over): each may open a
+ * connection, and a host's frame has a budget. */
+#define START_PER_DRIVE 8
 
 /* Where a transfer is in its life. IDLE, QUEUED and ENDED each have a list;
  * ENDED ones leave theirs (REPORTED) once the owner was told. A DETACHED

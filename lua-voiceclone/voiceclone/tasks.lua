@@ -216,9 +216,11 @@ end
 
 -- One round: let libcurl act (waiting up to `wait` seconds for it), queue
 -- every task whose request ended, timer fired or turn came, and resume them
--- in order; with a budget (seconds), stop resuming once it is spent: the
--- rest go first next round.
+-- in order; with a budget (seconds, counted from the start of the round,
+-- libcurl's share included), stop resuming once it is spent: the rest go
+-- first next round.
 local function advance(client, s, wait, budget)
+  local deadline = budget and core.now() + budget
   core.drive(client, wait)
   local finished = core.finished(client)
   for i = 1, #finished do
@@ -235,7 +237,6 @@ local function advance(client, s, wait, budget)
     s.ready = {}
     for i = 1, #ready do enqueue(s, ready[i]) end
   end
-  local deadline = budget and now + budget
   while s.head <= s.tail do
     local task = s.runnable[s.head]
     s.runnable[s.head] = nil
