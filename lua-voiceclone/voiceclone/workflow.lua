@@ -158,9 +158,14 @@ end
 -- The model named name, false when there is none, nil and err when the
 -- list cannot be read.
 local function find_model(client, name)
-  for model, err in client:models() do
+  -- the iterator called by hand, not by a generic for: on Lua 5.1 a for's
+  -- iterator cannot yield, and inside a task each page yields
+  local next_model = client:models()
+  local model, err = next_model()
+  while model ~= nil do
     if model == false then return nil, err end
     if model.name == name then return model end
+    model, err = next_model()
   end
   return false
 end
