@@ -17,7 +17,9 @@ description = {
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",
-  -- the sandbox and callbacks.listen also need luasocket (Debian: lua-socket)
+  -- the HTTP server of the sandbox and callbacks.listen, and the file system
+  -- calls of batch, workflow and the sandbox (Debian: lua-luv)
+  "luv",
 }
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
@@ -53,13 +55,14 @@ build = {
     ["voiceclone.job"] = "lua-voiceclone/voiceclone/job.lua",
     ["voiceclone.model"] = "lua-voiceclone/voiceclone/model.lua",
     ["voiceclone.compat"] = "lua-voiceclone/voiceclone/compat.lua",
+    ["voiceclone.fs"] = "lua-voiceclone/voiceclone/fs.lua",
+    ["voiceclone.httpd"] = "lua-voiceclone/voiceclone/httpd.lua",
     ["voiceclone.tasks"] = "lua-voiceclone/voiceclone/tasks.lua",
     ["voiceclone.workflow"] = "lua-voiceclone/voiceclone/workflow.lua",
     ["voiceclone.callbacks"] = "lua-voiceclone/voiceclone/callbacks.lua",
     ["voiceclone.batch"] = "lua-voiceclone/voiceclone/batch.lua",
     ["voiceclone.cli"] = "lua-voiceclone/voiceclone/cli.lua",
     ["voiceclone.sandbox"] = "lua-voiceclone/voiceclone/sandbox.lua",
-    ["voiceclone.sandbox.httpd"] = "lua-voiceclone/voiceclone/sandbox/httpd.lua",
     ["voiceclone.sandbox.jobs"] = "lua-voiceclone/voiceclone/sandbox/jobs.lua",
     ["voiceclone.sandbox.pitch"] = "lua-voiceclone/voiceclone/sandbox/pitch.lua",
     ["voiceclone.sandbox.util"] = "lua-voiceclone/voiceclone/sandbox/util.lua",

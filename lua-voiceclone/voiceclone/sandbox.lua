@@ -1,6 +1,6 @@
 -- voiceclone.sandbox: a local emulator of the voice cloning service
 -- (shared/voice-cloning-api.md), for the demo, the specs, benchmarks and
--- offline development. Pure Lua over luasocket and lua-cjson; the audio is
+-- offline development. Pure Lua over luv and lua-cjson; the audio is
 -- real, made by espeak-ng and sox in the background (or, with audio = "tone",
 -- for load tests: a short tone at the model's pitch, written from Lua).
 --
@@ -11,11 +11,11 @@
 --   server:run()            -- or server:step(max_wait) from a loop of your own
 --   server:close()
 --
--- Parts: sandbox/httpd.lua (event loop, HTTP), sandbox/validate.lua (request
+-- Parts: voiceclone.httpd (event loop, HTTP), sandbox/validate.lua (request
 -- rules), sandbox/jobs.lua (jobs, models, persistence, callbacks),
 -- sandbox/work.lua (audio commands), sandbox/util.lua (helpers).
 local util = require "voiceclone.sandbox.util"
-local httpd = require "voiceclone.sandbox.httpd"
+local httpd = require "voiceclone.httpd"
 local jobs = require "voiceclone.sandbox.jobs"
 local validate = require "voiceclone.sandbox.validate"
 local compat = require "voiceclone.compat"
@@ -368,10 +368,16 @@ function Sandbox:start()
   local server = httpd.new({
     host = self.host, port = self.port, latency = self.latency, log = self.log,
     handler = function(req) return self:_handle(req) end,
-    error_body = error_body,
+    error_response = function(status, code, message)
+      return json_response(status, error_body(status, code, message))
+    end,
+    server_name = "voiceclone-sandbox", default_type = "application/json",
+    max_header = 64 * 1024, max_body = 1024 * 1024,
   })
   local ok, err = server:listen()
-  if not ok then return nil, err end
+  if not ok then
+    return nil, string.format("cannot listen on %s port %s: %s", self.host, self.port, tostring(err))
+  end
   local launcher = util.launcher()
   self.store = jobs.new({
     data = self.data, queue_seconds = self.queue_seconds, work_seconds = self.work_seconds,
