@@ -92,6 +92,12 @@ function util.token()
   return string.format("%04x%04x", math.random(0, 0xffff), math.random(0, 0xffff))
 end
 
+-- A random integer in 0..n (n below 2^31), from the kernel-seeded generator.
+function util.random_int(n)
+  seed()
+  return math.random(0, n)
+end
+
 -- Pid of this Lua process.
 util.pid = fs.pid
 
