@@ -19,11 +19,11 @@ description = {
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",   -- cjson.safe: the C core and the command (Debian: lua-cjson)
-  "luasocket",   -- the sandbox and callbacks.listen (Debian: lua-socket)
+  "luv",         -- the HTTP server of the sandbox and callbacks.listen, file system calls (Debian: lua-luv)
   "compat53",    -- utf8 and string.pack below Lua 5.3 (Debian: lua-compat53)
 }
--- luv: the event-loop example and its spec only
-test_dependencies = { "busted", "luv" }
+-- luasocket: the specs' own servers and clients
+test_dependencies = { "busted", "luasocket" }
 external_dependencies = {
   -- no `header`: Debian keeps curl/curl.h under the multiarch include
   -- directory, which the compiler searches and LuaRocks does not
@@ -48,23 +48,25 @@ build = {
     lib = { ["voiceclone.core"] = "build/luarocks/voiceclone/core.so" },
     lua = {
       ["voiceclone"] = "lua-voiceclone/voiceclone/init.lua",
+      ["voiceclone.batch"] = "lua-voiceclone/voiceclone/batch.lua",
+      ["voiceclone.callbacks"] = "lua-voiceclone/voiceclone/callbacks.lua",
+      ["voiceclone.cli"] = "lua-voiceclone/voiceclone/cli.lua",
       ["voiceclone.client"] = "lua-voiceclone/voiceclone/client.lua",
+      ["voiceclone.compat"] = "lua-voiceclone/voiceclone/compat.lua",
+      ["voiceclone.fs"] = "lua-voiceclone/voiceclone/fs.lua",
+      ["voiceclone.httpd"] = "lua-voiceclone/voiceclone/httpd.lua",
       ["voiceclone.job"] = "lua-voiceclone/voiceclone/job.lua",
       ["voiceclone.model"] = "lua-voiceclone/voiceclone/model.lua",
-      ["voiceclone.compat"] = "lua-voiceclone/voiceclone/compat.lua",
-      ["voiceclone.tasks"] = "lua-voiceclone/voiceclone/tasks.lua",
       ["voiceclone.retry"] = "lua-voiceclone/voiceclone/retry.lua",
-      ["voiceclone.workflow"] = "lua-voiceclone/voiceclone/workflow.lua",
-      ["voiceclone.callbacks"] = "lua-voiceclone/voiceclone/callbacks.lua",
-      ["voiceclone.batch"] = "lua-voiceclone/voiceclone/batch.lua",
-      ["voiceclone.cli"] = "lua-voiceclone/voiceclone/cli.lua",
       ["voiceclone.sandbox"] = "lua-voiceclone/voiceclone/sandbox.lua",
-      ["voiceclone.sandbox.httpd"] = "lua-voiceclone/voiceclone/sandbox/httpd.lua",
+      ["voiceclone.sandbox.faults"] = "lua-voiceclone/voiceclone/sandbox/faults.lua",
       ["voiceclone.sandbox.jobs"] = "lua-voiceclone/voiceclone/sandbox/jobs.lua",
       ["voiceclone.sandbox.pitch"] = "lua-voiceclone/voiceclone/sandbox/pitch.lua",
       ["voiceclone.sandbox.util"] = "lua-voiceclone/voiceclone/sandbox/util.lua",
       ["voiceclone.sandbox.validate"] = "lua-voiceclone/voiceclone/sandbox/validate.lua",
       ["voiceclone.sandbox.work"] = "lua-voiceclone/voiceclone/sandbox/work.lua",
+      ["voiceclone.tasks"] = "lua-voiceclone/voiceclone/tasks.lua",
+      ["voiceclone.workflow"] = "lua-voiceclone/voiceclone/workflow.lua",
     },
     bin = { voiceclone = "scripts/voiceclone" },
   },

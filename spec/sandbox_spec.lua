@@ -857,7 +857,9 @@ describe("voiceclone sandbox", function()
 
     it("refuses bad options with nil, err", function()
       for _, opts in ipairs({ { port = -1 }, { port = 70000 }, { port = 1.5 }, { data = "" },
-                              { latency_ms = -5 }, { secret_key = "" }, { colour = "red" } }) do
+                              { latency_ms = -5 }, { secret_key = "" }, { colour = "red" },
+                              { faults = "boom=0.5" }, { faults = "503=0.7,429=0.7" },
+                              { fault_seed = -1 }, { fault_seed = 1.5 }, { slow_seconds = -1 } }) do
         local s, err = sandbox.new(opts)
         assert.is_nil(s)
         assert.is_string(err)

@@ -19,6 +19,7 @@
 local core = require "voiceclone.core"
 local cjson = require("cjson.safe").new()
 local compat = require "voiceclone.compat"
+local fs = require "voiceclone.fs"          -- through luv: no shell for pwd, ls, mkdir -p
 
 local batch = {}
 
@@ -270,11 +271,7 @@ end
 function batch.absolute(path)
   if path:sub(1, 1) ~= "/" then
     local cwd = os.getenv("PWD")
-    if not cwd or cwd:sub(1, 1) ~= "/" then
-      local p = io.popen("pwd", "r")
-      cwd = p and p:read("*l")
-      if p then p:close() end
-    end
+    if not cwd or cwd:sub(1, 1) ~= "/" then cwd = fs.cwd() end
     path = (cwd or "") .. "/" .. path
   end
   local parts = {}
@@ -406,7 +403,6 @@ local function count_completed(jobs)
   return n
 end
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 local function safe_file_name(id)
   return #id <= 100 and id:match("^[%w_][%w_.-]*$") ~= nil and not id:find("..", 1, true)
@@ -422,13 +418,10 @@ end
 local function remove_partial_downloads(dir, items)
   local bases = {}
   for _, item in ipairs(items) do bases[file_base(item)] = true end
-  local p = io.popen("ls -A -- " .. shell_quote(dir) .. " 2>/dev/null")
-  if not p then return end
-  for name in p:lines() do
+  for _, name in ipairs(fs.list(dir) or {}) do
     local base = name:match("^(.-)%.%w+%.part%-%d+$")
     if base and bases[base] then os.remove(dir .. "/" .. name) end
   end
-  p:close()
 end
 
 local function check_options(o)
@@ -540,7 +533,7 @@ function batch.run(o)
   end
 
   if o.download then
-    local ok = compat.execute("mkdir -p -- " .. shell_quote(o.download))
+    local ok = fs.mkdir_p(o.download)
     if not ok then
       return nil, core.error("invalid", "download: cannot create the directory " .. o.download,
                              { field = "download" })

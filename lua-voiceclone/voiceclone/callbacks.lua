@@ -145,28 +145,62 @@ function callbacks.handler(client, on_job, options)
 end
 
 ----------------------------------------------------------------------------
--- listen: a small HTTP/1.1 server for callbacks, on luasocket
+-- listen: callbacks over voiceclone.httpd (luv)
 
 local MAX_HEAD = 16 * 1024      -- request line and headers
-local MAX_CONNECTIONS = 64      -- beyond this, new ones wait in the backlog
-local MAX_WAIT = 1              -- seconds select waits when nothing is due
+local MAX_WAIT = 1              -- seconds a loop iteration waits when nothing is due
 
-local function response(status, text)
-  text = text .. "\n"
-  return ("HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-    .. "Connection: close\r\n\r\n%s"):format(status, callbacks.REASONS[status] or "", #text, text)
+-- What the listener itself answers (its own wording, for each status).
+local OWN_ANSWERS = {
+  [400] = "not an HTTP/1.x request", [408] = "the request took too long",
+  [411] = "a Content-Length is required", [431] = "the request head is too large",
+  [505] = "not an HTTP/1.x request",
+}
+
+local function text(status, message)
+  return { status = status, body = message .. "\n",
+           headers = { ["Content-Type"] = "text/plain; charset=utf-8" } }
 end
 
--- Parses the request head; returns method, headers (lower-case names).
-local function parse_head(head)
-  local method, target = head:match("^(%u+) (%S+) HTTP/1%.[01]\r\n")
-  if not method then return nil end
-  local headers = {}
-  for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
-    name = name:lower()
-    headers[name] = headers[name] and (headers[name] .. "," .. value) or value
+-- The client's transfers in libuv's loop: a poll per socket the client
+-- names, and a timer at client:timeout(). Whenever the client has run,
+-- every poll is made again: curl may have closed a socket and opened
+-- another with the same number, which an old poll would not see.
+local function client_driver(client, guard)
+  local uv = require "luv"
+  local polls, timer = {}, uv.new_timer()
+  local driver = {}
+  local sync
+
+  local function wake()
+    client:step()
+    sync()
   end
-  return method, headers, target
+  local on_ready = guard(wake)
+
+  function sync()
+    for fd, poll in pairs(polls) do
+      poll:close()
+      polls[fd] = nil
+    end
+    for fd, events in pairs(client:sockets()) do   -- "r", "w" or "rw": luv's own words
+      local poll = uv.new_socket_poll(fd)
+      poll:start(events, on_ready)
+      polls[fd] = poll
+    end
+    local wait = client:timeout()
+    if wait then timer:start(math.max(0, math.ceil(wait * 1000)), 0, on_ready) else timer:stop() end
+  end
+  driver.sync = sync
+
+  function driver.close()
+    for fd, poll in pairs(polls) do
+      poll:close()
+      polls[fd] = nil
+    end
+    timer:close()
+  end
+  return driver
 end
 
 local LISTEN_OPTIONS = {
@@ -187,8 +221,9 @@ local LISTEN_OPTIONS = {
 --   on_error(err, job)    told when on_job raises (default: a line on stderr)
 -- The answer goes out once the job is confirmed, before on_job runs (a slow
 -- on_job delays other requests, never the answer to its own). Confirmations
--- run as tasks of the client, driven by this loop: call listen outside the
--- client's tasks; on_job runs inside one (API calls in it yield as usual).
+-- run as tasks of the client, driven by this loop (libuv's, through luv):
+-- call listen outside the client's tasks; on_job runs inside one (API calls
+-- in it yield as usual).
 -- Returns the number of jobs acted on and why it stopped ("once",
 -- "max_jobs", "on_job", "stopped", "duration"), or nil and a "network"
 -- error when it cannot listen.
@@ -219,7 +254,7 @@ function callbacks.listen(options)
     end
   end
 
-  local socket = require "socket"
+  local httpd = require "voiceclone.httpd"
   local client, on_job = o.client, o.on_job
   local host, max_body = o.host or "127.0.0.1", o.max_body or callbacks.MAX_BODY
   local conn_timeout = o.conn_timeout or 10
@@ -227,43 +262,9 @@ function callbacks.listen(options)
   local on_error = o.on_error or default_on_error
   local check, forget = confirmer(client, max_body)
 
-  local server, berr = socket.bind(host, o.port or 0)
-  if not server then
-    return nil, core.error("network", ("cannot listen on %s:%s: %s"):format(host, o.port or 0, berr))
-  end
-  server:settimeout(0)
-  local _, port = server:getsockname()
-  port = tonumber(port)
-  local url = ("http://%s:%d/"):format(host:find(":", 1, true) and "[" .. host .. "]" or host, port)
-
   local acted, why, stopping = 0, nil, false
-  local conns = {}          -- [socket] = connection state
-  local open = 0
   local confirmations = 0   -- tasks still confirming or acting
-  local listener = { url = url, port = port }
-  function listener.stop() why = why or "stopped"; stopping = true end
-
-  local function close(c)
-    if conns[c.sock] then
-      conns[c.sock] = nil
-      open = open - 1
-      c.sock:close()
-    end
-  end
-
-  -- Sends what is left of c.out; closes once all went.
-  local function flush(c)
-    local last, err, partial = c.sock:send(c.out, c.sent + 1)
-    last = last or partial
-    if last then c.sent = last end
-    if c.sent >= #c.out or (err and err ~= "timeout") then close(c) end
-  end
-
-  local function answer(c, status, text)
-    c.phase, c.out, c.sent = "write", response(status, text), 0
-    c.deadline = socket.gettime() + conn_timeout
-    flush(c)
-  end
+  local driver
 
   local function act(job)
     if stopping then return false end
@@ -277,125 +278,71 @@ function callbacks.listen(options)
     if max_jobs and acted >= max_jobs then why = why or (o.once and "once" or "max_jobs"); stopping = true end
   end
 
-  local function confirm(c, body)
+  local function confirm(reply, body)
+    local answered = false
     local ok, err = compat.xpcall(function()
       local status, reason, job = check(body)
       if job and stopping then
         forget(job.id)
         status, reason, job = 503, "the receiver is stopping", nil
       end
-      answer(c, status, reason)
+      answered = true
+      reply(text(status, reason))
       if job then act(job) end
     end, debug.traceback)
     confirmations = confirmations - 1
     if not ok then
-      if c.phase == "confirm" then answer(c, 500, "the receiver failed") end
+      if not answered then reply(text(500, "the receiver failed")) end
       on_error(err, nil)
     end
   end
 
-  -- Parses the head once it is whole; returns true to read on.
-  local function parse(c)
-    local head_end = c.buffer:find("\r\n\r\n", 1, true)
-    if not head_end then
-      if #c.buffer > MAX_HEAD then return answer(c, 431, "the request head is too large") end
-      return true
-    end
-    local method, headers = parse_head(c.buffer:sub(1, head_end + 1))
-    if not method then return answer(c, 400, "not an HTTP/1.x request") end
-    if method ~= "POST" then return answer(c, 405, "callbacks are POSTed") end
-    local length = (headers["content-length"] or ""):match("^%s*(%d+)%s*$")
-    if headers["transfer-encoding"] or not length or #length > 15 then
-      return answer(c, 411, "a Content-Length is required")
-    end
-    length = compat.tointeger(tonumber(length))
-    if length > max_body then
-      return answer(c, 413, ("the body is larger than %d bytes"):format(max_body))
-    end
-    c.length, c.buffer = length, c.buffer:sub(head_end + 4)
-    if (headers["expect"] or ""):lower() == "100-continue" and #c.buffer < length then
-      c.sock:send("HTTP/1.1 100 Continue\r\n\r\n")
-    end
-    return true
-  end
-
-  -- Reads what has arrived: the head, then the body; a whole request goes
-  -- to a confirmation task.
-  local function receive(c)
-    local data, err, partial = c.sock:receive(8192)
-    data = data or partial
-    if data and #data > 0 then c.buffer = c.buffer .. data end
-    if not c.length and not parse(c) then return end
-    if c.length and #c.buffer >= c.length then
-      c.phase = "confirm"
+  local server = httpd.new {
+    host = host, port = o.port or 0,
+    keep_alive = false, require_length = true, max_header = MAX_HEAD, max_body = max_body,
+    request_timeout = conn_timeout, idle_timeout = conn_timeout, write_timeout = conn_timeout,
+    error_response = function(status, _, message)
+      if status == 413 then message = ("the body is larger than %d bytes"):format(max_body) end
+      return text(status, OWN_ANSWERS[status] or message)
+    end,
+    -- A whole request: to a confirmation task, answered when it is done.
+    handler = function(req, reply)
+      if req.method ~= "POST" then return text(405, "callbacks are POSTed") end
       confirmations = confirmations + 1
-      client:spawn(confirm, c, c.buffer:sub(1, c.length))
-      c.buffer = nil
-    elseif err and err ~= "timeout" then
-      close(c)   -- gone before sending the whole request
-    end
+      client:spawn(confirm, reply, req.body)
+      driver.sync()   -- the task may have started its GetJob
+      return nil
+    end,
+  }
+  local ok, lerr = server:listen()
+  if not ok then
+    return nil, core.error("network", ("cannot listen on %s:%s: %s"):format(host, o.port or 0, lerr))
   end
+  driver = client_driver(client, function(fn) return server:guard(fn) end)
+  local url = ("http://%s:%d/"):format(host:find(":", 1, true) and "[" .. host .. "]" or host,
+    server.port)
+  local listener = { url = url, port = server.port }
+  function listener.stop() why = why or "stopped"; stopping = true end
 
-  -- What select watches for the client's transfers (luasocket takes any
-  -- object with getfd).
-  local function curl_sockets(readers, writers)
-    for fd, events in pairs(client:sockets()) do
-      local w = { getfd = function() return fd end, dirty = function() return false end }
-      if events:find("r", 1, true) then readers[#readers + 1] = w end
-      if events:find("w", 1, true) then writers[#writers + 1] = w end
+  local finished, ferr = compat.pcall(function()
+    if o.on_listen then o.on_listen(url, listener) end
+    driver.sync()
+    local ends = o.duration and httpd.now() + o.duration
+    while true do
+      local now = httpd.now()
+      if ends and now >= ends and not stopping then why, stopping = "duration", true end
+      if stopping then server:stop_listening() end
+      if stopping and confirmations == 0 then break end
+      local wait = MAX_WAIT
+      if ends and not stopping then wait = math.min(wait, math.max(0, ends - now)) end
+      server:step(wait)
     end
-  end
-
-  if o.on_listen then o.on_listen(url, listener) end
-  local ends = o.duration and socket.gettime() + o.duration
-  while true do
-    local now = socket.gettime()
-    if ends and now >= ends and not stopping then why, stopping = "duration", true end
-    if stopping and confirmations == 0 then break end
-    local readers, writers, wait = {}, {}, MAX_WAIT
-    if not stopping and open < MAX_CONNECTIONS then readers[1] = server end
-    for sock, c in pairs(conns) do
-      if c.phase == "read" then readers[#readers + 1] = sock
-      elseif c.phase == "write" then writers[#writers + 1] = sock end
-      if c.phase ~= "confirm" then wait = math.min(wait, math.max(0, c.deadline - now)) end
-    end
-    curl_sockets(readers, writers)
-    wait = math.min(wait, client:timeout() or MAX_WAIT)
-    if ends then wait = math.min(wait, math.max(0, ends - now)) end
-    local readable, writable = socket.select(readers, writers, wait)
-    if readable[server] then
-      while open < MAX_CONNECTIONS do
-        local sock = server:accept()
-        if not sock then break end
-        sock:settimeout(0)
-        conns[sock] = { sock = sock, phase = "read", buffer = "",
-                        deadline = socket.gettime() + conn_timeout }
-        open = open + 1
-      end
-    end
-    for _, sock in ipairs(readable) do
-      local c = conns[sock]
-      if c and c.phase == "read" then receive(c) end
-    end
-    for _, sock in ipairs(writable) do
-      local c = conns[sock]
-      if c and c.phase == "write" then flush(c) end
-    end
-    client:step()
-    now = socket.gettime()
-    for _, c in pairs(conns) do
-      if c.phase ~= "confirm" and now >= c.deadline then
-        if c.phase == "read" then answer(c, 408, "the request took too long") end
-        if c.phase == "write" then close(c) end
-      end
-    end
-  end
-  -- Answers already on their way go out if they can at once; then close.
-  for _, c in pairs(conns) do
-    if c.phase == "write" then flush(c) end
-    close(c)
-  end
+  end)
+  -- Answers already on their way go out if they can at once; then close
+  -- (the server last: it lets libuv finish closing every handle).
+  driver.close()
   server:close()
+  if not finished then error(ferr, 0) end
   return acted, why
 end
 

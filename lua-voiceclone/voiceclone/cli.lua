@@ -978,7 +978,7 @@ options:
       return ctx:fail({ kind = "invalid", message = "voiceclone.callbacks is not available: "
         .. tostring(callbacks) })
     end
-    if o.out and not compat.execute("mkdir -p -- " .. shell_quote(o.out)) then
+    if o.out and not require("voiceclone.fs").mkdir_p(o.out) then
       return ctx:fail { kind = "local", message = "cannot create the directory " .. o.out }
     end
     local client, status = ctx:client(o)
@@ -1024,13 +1024,29 @@ options:
       end
     end
 
+    -- Ctrl-C stops the listener (through libuv's signal watcher: Lua's own
+    -- SIGINT hook would fire inside a luv callback and end the process there).
+    local uv = require "luv"
+    local sigint, listener, interrupted = uv.new_signal(), nil, false
+    sigint:start("sigint", function()
+      interrupted = true
+      if listener then listener.stop() end
+    end)
     local count, why = callbacks.listen {
       client = client, host = o.host, port = o.port, max_body = o["max-body"], once = o.once or nil,
       max_jobs = o["max-jobs"], duration = o.duration, on_job = on_job,
-      on_listen = function(url)
+      on_listen = function(url, server)
+        listener = server
+        if interrupted then server.stop() end
         if ctx.json_output then ctx:json { listening = url } else ctx:out("listening on ", url, "\n") end
       end,
     }
+    sigint:close()
+    uv.run("nowait")
+    if interrupted then
+      ctx:err(PROGRAM, " callbacks: interrupted\n")
+      return 130
+    end
     if not count then return ctx:fail(why) end
     if not ctx.json_output then
       ctx:err(PROGRAM, " callbacks: stopped (", tostring(why), ") after ", count, " jobs\n")

@@ -1,6 +1,6 @@
 -- voiceclone.sandbox: a local emulator of the voice cloning service
 -- (shared/voice-cloning-api.md), for the demo, the specs, benchmarks and
--- offline development. Pure Lua over luasocket and lua-cjson; the audio is
+-- offline development. Pure Lua over luv and lua-cjson; the audio is
 -- real, made by espeak-ng and sox in the background (or, with audio = "tone",
 -- for load tests: a short tone at the model's pitch, written from Lua).
 --
@@ -11,13 +11,15 @@
 --   server:run()            -- or server:step(max_wait) from a loop of your own
 --   server:close()
 --
--- Parts: sandbox/httpd.lua (event loop, HTTP), sandbox/validate.lua (request
+-- Parts: voiceclone.httpd (event loop, HTTP), sandbox/validate.lua (request
 -- rules), sandbox/jobs.lua (jobs, models, persistence, callbacks),
--- sandbox/work.lua (audio commands), sandbox/util.lua (helpers).
+-- sandbox/work.lua (audio commands), sandbox/faults.lua (fault injection),
+-- sandbox/util.lua (helpers).
 local util = require "voiceclone.sandbox.util"
-local httpd = require "voiceclone.sandbox.httpd"
+local httpd = require "voiceclone.httpd"
 local jobs = require "voiceclone.sandbox.jobs"
 local validate = require "voiceclone.sandbox.validate"
+local faults = require "voiceclone.sandbox.faults"
 local compat = require "voiceclone.compat"
 
 local utf8 = compat.utf8
@@ -35,6 +37,7 @@ sandbox.DEFAULT_SECRET_ID = "sandbox-id"
 sandbox.DEFAULT_SECRET_KEY = "sandbox-key"
 
 local REQUEST_LOG_SIZE = 1000
+local FAULT_LOG_SIZE = 10000        -- /_sandbox/faults keeps the latest this many
 local LOGGED_BODY_MAX = 64 * 1024   -- the request log keeps at most this much of a body
 
 -- Each action: the path that serves it, and the names of its request and
@@ -68,6 +71,10 @@ local OPTION_CHECKS = {
   any_credentials = function(v) return type(v) == "boolean" end,
   audio = function(v) return v == "speech" or v == "tone" end,
   log = function(v) return type(v) == "function" end,
+  faults = function(v) return type(v) == "string" or type(v) == "table" end,
+  fault_seed = function(v) return compat.math_type(v) == "integer" and v >= 0 end,
+  slow_seconds = function(v) return type(v) == "number" and v >= 0 end,
+  fault_log = function(v) return type(v) == "function" end,
 }
 
 local function env_or(name, default)
@@ -87,6 +94,13 @@ function sandbox.new(opts)
       return nil, string.format("sandbox.new: bad value for option %s", k)
     end
   end
+  local rates = opts.faults or {}
+  if type(rates) == "string" then
+    local err
+    rates, err = faults.parse(rates)
+    if not rates then return nil, "sandbox.new: " .. err end
+  end
+  local fault_seed = opts.fault_seed or util.random_int(faults.MAX_SEED)
   local self = setmetatable({
     host = opts.host or sandbox.DEFAULT_HOST,
     port = opts.port or sandbox.DEFAULT_PORT,
@@ -101,8 +115,16 @@ function sandbox.new(opts)
     log = opts.log,
     requests = {},     -- ring of { seq, json } for /_sandbox/requests
     seq = 0,
+    fault_rates = rates,
+    fault_seed = fault_seed,
+    injector = faults.new(rates, fault_seed),
+    slow_seconds = opts.slow_seconds or faults.DEFAULT_SLOW_SECONDS,
+    fault_log = opts.fault_log or opts.log,
+    fault_counts = {},
+    fault_entries = {},  -- ring of encoded { seq, action, fault } for /_sandbox/faults
     pid = util.pid(),
   }, Sandbox)
+  for _, kind in ipairs(faults.KINDS) do self.fault_counts[kind] = 0 end
   self.data = self.data:gsub("/+$", "")
   if self.data == "" then self.data = "/" end
   return self
@@ -257,12 +279,32 @@ function Sandbox:_api(req)
   end
   local body, derr = util.decode(req.body)
   self:_record(req, body)
+  -- One draw per API request, in the order they arrive (see sandbox/faults.lua).
+  local fault = self.injector:draw()
+  if fault then
+    local action = type(body) == "table" and type(body.action) == "string" and body.action or "-"
+    self:_fault(self.seq, action, fault)
+    if faults.BEFORE[fault] then return faults.response(fault, action) end
+  end
   local res = self:_api_call(req, body, derr)
   if res.status ~= 200 and type(body) == "table" then
     -- Error messages quote request fields: never let the sent key through.
     res.body = self:_mask_text(res.body, body.secretKey)
   end
+  if fault then faults.apply(fault, res, self.slow_seconds) end
   return res
+end
+
+-- Count and log a fault: a line on the log, an entry for /_sandbox/faults.
+function Sandbox:_fault(seq, action, fault)
+  self.fault_counts[fault] = self.fault_counts[fault] + 1
+  local entries = self.fault_entries
+  entries[#entries + 1] = util.encode({ seq = seq, action = self:_mask_text(action), fault = fault })
+  if #entries > FAULT_LOG_SIZE then table.remove(entries, 1) end
+  if self.fault_log then
+    self.fault_log(string.format("fault seq=%d action=%s fault=%s", seq,
+      self:_mask_text(action):gsub("[%c%s]", "?"), fault))
+  end
 end
 
 function Sandbox:_api_call(req, body, derr)
@@ -344,16 +386,35 @@ function Sandbox:_requests(req)
   return json_response(200, util.encode_array(items))
 end
 
+-- {"seed": N, "counts": {"503": n, ...}, "log": [{"seq", "action", "fault"}...]}
+function Sandbox:_faults()
+  return json_response(200, '{"seed":' .. util.encode(self.fault_seed) .. ',"rates":'
+    .. util.encode(faults.format(self.fault_rates)) .. ',"counts":' .. util.encode(self.fault_counts)
+    .. ',"log":' .. util.encode_array(self.fault_entries) .. "}")
+end
+
+-- {"jobs": jobs held, "connections": connections open}
+function Sandbox:_stats()
+  return json_response(200, util.encode({ jobs = #self.store.order,
+                                          connections = self.server:connections() }))
+end
+
+local INSPECTION = {
+  ["/_sandbox/health"] = function() return json_response(200, '{"ok":true}') end,
+  ["/_sandbox/requests"] = Sandbox._requests,
+  ["/_sandbox/faults"] = Sandbox._faults,
+  ["/_sandbox/stats"] = Sandbox._stats,
+}
+
 function Sandbox:_handle(req)
   local path = req.path
   if API_PATHS[path] then return self:_api(req) end
   if path:sub(1, 7) == "/repos/" then return self:_repos(req) end
-  if path == "/_sandbox/health" or path == "/_sandbox/requests" then
+  if INSPECTION[path] then
     if req.method ~= "GET" then
       return self:_error(405, "MethodNotAllowed", path .. " takes GET only", nil, { Allow = "GET" })
     end
-    if path == "/_sandbox/health" then return json_response(200, '{"ok":true}') end
-    return self:_requests(req)
+    return INSPECTION[path](self, req)
   end
   return self:_error(404, "NotFound", string.format("no route for %s %s", req.method, path))
 end
@@ -368,10 +429,16 @@ function Sandbox:start()
   local server = httpd.new({
     host = self.host, port = self.port, latency = self.latency, log = self.log,
     handler = function(req) return self:_handle(req) end,
-    error_body = error_body,
+    error_response = function(status, code, message)
+      return json_response(status, error_body(status, code, message))
+    end,
+    server_name = "voiceclone-sandbox", default_type = "application/json",
+    max_header = 64 * 1024, max_body = 1024 * 1024,
   })
   local ok, err = server:listen()
-  if not ok then return nil, err end
+  if not ok then
+    return nil, string.format("cannot listen on %s port %s: %s", self.host, self.port, tostring(err))
+  end
   local launcher = util.launcher()
   self.store = jobs.new({
     data = self.data, queue_seconds = self.queue_seconds, work_seconds = self.work_seconds,

@@ -14,6 +14,7 @@ require "voiceclone.client"   -- train, synthesize, models
 require "voiceclone.job"      -- wait, download
 require "voiceclone.tasks"    -- spawn, run, sleep
 local compat = require "voiceclone.compat"
+local fs = require "voiceclone.fs"          -- mkdir -p through luv
 
 local workflow = {}
 
@@ -147,7 +148,7 @@ local function check_tts(client, o)
     -- ...and that they can be written (the directory is made if missing).
     local ok, why = writable_dir(o.download)
     if not ok then
-      compat.execute("mkdir -p -- '" .. o.download:gsub("'", "'\\''") .. "' 2>/dev/null")
+      fs.mkdir_p(o.download)
       ok, why = writable_dir(o.download)
     end
     if not ok then return nil, invalid("download", "cannot write files there: " .. tostring(why)) end

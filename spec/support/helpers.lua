@@ -95,7 +95,9 @@ function helpers.start_sandbox(args)
     "--secret-id " .. helpers.SECRET_ID, "--secret-key " .. helpers.SECRET_KEY,
   }
   for _, flag in ipairs(args or {}) do flags[#flags + 1] = flag end
-  spawn(helpers.LUA .. " scripts/voiceclone sandbox " .. table.concat(flags, " "), log)
+  -- (its descriptor limit as high as it may go: specs hold thousands of connections)
+  spawn('ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec ' .. helpers.LUA .. " scripts/voiceclone sandbox "
+    .. table.concat(flags, " "), log)
   local line = wait_for("the sandbox to listen", function()
     return (read_file(log) or ""):match("listening on [^\n]+")
   end)
@@ -242,6 +244,12 @@ function helpers.brief(output)
     end
   end
   return table.concat(lines, "\n")
+end
+
+--- This process's limit on open descriptors (the soft one), or nil.
+function helpers.fd_limit()
+  local text = read_file("/proc/self/limits") or ""
+  return tonumber(text:match("Max open files%s+(%d+)"))
 end
 
 helpers.decode = cjson.decode

@@ -100,7 +100,7 @@ function Store:load()
     if not ok then return nil, err end
   end
   -- Work directories of a previous run are stale: their jobs restart.
-  compat.execute("rm -rf -- " .. util.quote(self.workdir) .. " 2>/dev/null")
+  util.remove_tree(self.workdir)
   local ok, err = util.mkdir_p(self.workdir)
   if not ok then return nil, err end
 

@@ -1,7 +1,8 @@
 -- Small helpers shared by the sandbox parts: JSON, ids, clock, files, shell
 -- quoting, background processes and URL/path safety checks.
-local socket = require "socket"
 local compat = require "voiceclone.compat"
+local fs = require "voiceclone.fs"
+local httpd = require "voiceclone.httpd"
 
 local util = {}
 
@@ -47,7 +48,7 @@ end
 
 -- Seconds since the epoch (float) and its millisecond string form, as the
 -- contract's timing fields want it.
-util.now = socket.gettime
+util.now = httpd.now
 
 function util.ms_string(seconds)
   return string.format("%d", math.floor(seconds * 1000))
@@ -68,7 +69,7 @@ local function seed()
     math.randomseed((b[1] % 128) * 2 ^ 24 + b[2] * 2 ^ 16 + b[3] * 2 ^ 8 + b[4],
       (b[5] % 128) * 2 ^ 24 + b[6] * 2 ^ 16 + b[7] * 2 ^ 8 + b[8])
   else
-    math.randomseed(math.floor(socket.gettime() * 1e6) % 2 ^ 31)
+    math.randomseed(math.floor(httpd.now() * 1e6) % 2 ^ 31)
   end
 end
 
@@ -91,14 +92,14 @@ function util.token()
   return string.format("%04x%04x", math.random(0, 0xffff), math.random(0, 0xffff))
 end
 
--- Pid of this Lua process: the first field of /proc/self/stat, as opened by us.
-function util.pid()
-  local f = io.open("/proc/self/stat", "r")
-  if not f then return nil end
-  local line = f:read("*l")   -- "*l", "*a": 5.1 and 5.2 need the star
-  f:close()
-  return line and tonumber(line:match("^(%d+)"))
+-- A random integer in 0..n (n below 2^31), from the kernel-seeded generator.
+function util.random_int(n)
+  seed()
+  return math.random(0, n)
 end
+
+-- Pid of this Lua process.
+util.pid = fs.pid
 
 ----------------------------------------------------------------------------
 -- Files
@@ -152,30 +153,22 @@ function util.quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
--- mkdir -p (synchronous: a short local command, run only at start).
+-- mkdir -p (synchronous, through luv: no command runs for it).
 function util.mkdir_p(path)
-  local ok = compat.execute("mkdir -p -- " .. util.quote(path) .. " 2>/dev/null")
-  if not ok then return nil, "cannot create directory " .. path end
-  return true
+  return fs.mkdir_p(path)
 end
+
+-- rm -rf (synchronous, through luv).
+util.remove_tree = fs.remove_tree
 
 -- Absolute form of a path (job scripts cd into their own directory).
-function util.absolute(path)
-  if path:sub(1, 1) == "/" then return path end
-  local p = io.popen("pwd", "r")
-  local cwd = p and p:read("*l")
-  if p then p:close() end
-  if not cwd or cwd == "" then return path end
-  path = path:gsub("^%./", "")
-  if path == "." or path == "" then return cwd end
-  return cwd .. "/" .. path
-end
+util.absolute = fs.absolute
 
--- Children start clean. They must not inherit our sockets: a child holding a
--- client connection or the listening socket would keep them open after we
--- close them (luasocket does not set close-on-exec), so every descriptor
--- above 2 is closed. And no LD_PRELOAD: a test harness's sanitizer runtime,
--- preloaded into espeak-ng, makes it hang.
+-- Children start clean. They must not inherit our descriptors: a child
+-- holding a client connection or the listening socket would keep them open
+-- after we close them. libuv opens its sockets close-on-exec, but io.open and
+-- io.popen do not: every descriptor above 2 is closed. And no LD_PRELOAD: a
+-- test harness's sanitizer runtime, preloaded into espeak-ng, makes it hang.
 local CHILD_PREAMBLE = 'for fd in /proc/$$/fd/*; do n=${fd##*/}; '
   .. '[ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-" 2>/dev/null; done; '
   .. 'unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; '
