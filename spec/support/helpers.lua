@@ -211,9 +211,10 @@ end
 --- Runs a Lua chunk in a new process of the suite's Lua (helpers.LUA), with
 -- the same module build and the same preloads (sanitizers included), where
 -- socket and new_client() (a client of `endpoint`) are at hand: a crash
--- fails one spec only. Returns its output, whether it exited with 0, and
--- its exit code.
-function helpers.in_a_child(chunk, endpoint)
+-- fails one spec only. With seconds, the child is killed after that long
+-- (exit code 124 or 137): a hang fails one spec too. Returns its output,
+-- whether it exited with 0, and its exit code.
+function helpers.in_a_child(chunk, endpoint, seconds)
   local script = helpers.tmpname() .. ".lua"
   local f = assert(io.open(script, "w"))
   f:write([[
@@ -226,7 +227,8 @@ function helpers.in_a_child(chunk, endpoint)
     end
   ]], chunk)
   f:close()
-  local output, ok, _, code = helpers.read_command(("%s %s %s %s %s %s %s 2>&1"):format(helpers.LUA,
+  local limit = seconds and ("timeout -k 2 %g "):format(seconds) or ""
+  local output, ok, _, code = helpers.read_command(("%s%s %s %s %s %s %s %s 2>&1"):format(limit, helpers.LUA,
     script, helpers.quote(package.path), helpers.quote(package.cpath), helpers.quote(endpoint),
     helpers.quote(helpers.SECRET_ID), helpers.quote(helpers.SECRET_KEY)))
   os.remove(script)

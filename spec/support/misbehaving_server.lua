@@ -44,6 +44,8 @@ f:close()
 assert(os.rename(tmp, port_file))
 
 local held = {}   -- connections we never answer ("hang"), kept open
+-- Answers sent a piece at a time: { conn =, pieces = { {text, seconds to wait after} ... }, due = }
+local slow = {}
 
 -- For the retry specs: how many requests each scenario (first path segment)
 -- got, at /_count/<scenario>; and the jobs the "drop" scenarios created.
@@ -96,7 +98,83 @@ local function answer(conn, r)
   conn:send(table.concat(head, "\r\n") .. "\r\n\r\n" .. r.body)
 end
 
+-- The defect specs' scenarios. Their names carry their parameters.
+
+-- The secret key of a request body, in the forms a server may quote it:
+-- "json" (a plain JSON string), "uescape" (every byte \u-escaped: only the
+-- decoded text holds the key), "html" and "url" (escaped so), "nul" and
+-- "nulu" (after a \u0000, plain or \u-escaped).
+local function key_forms(body)
+  local ok, request = pcall(cjson.decode, body)
+  local key = ok and type(request) == "table" and request.secretKey or "no-key"
+  local inside = cjson.encode(key):sub(2, -2)
+  local uescape = key:gsub(".", function(c) return ("\\u%04x"):format(c:byte()) end)
+  local html = key:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
+                                     ['"'] = "&quot;", ["'"] = "&#39;" })
+  local url = key:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end)
+  return { json = inside, uescape = uescape, html = html, url = url,
+           nul = "r\\u0000" .. inside, nulu = "r\\u0000" .. uescape }
+end
+
+-- key_<form>_<where>: the key (in that form) as message, code and request
+-- id: of a 500 ("http"), of a 200 without its response ("api"), of a 200
+-- whose response has no job ("apijob"); "page": an HTML 502 page quoting it.
+local function key_answer(form, where, body)
+  local quoted = key_forms(body)[form] or "no-such-form"
+  if where == "page" then
+    return { status = 502, type = "text/html", body = "<html><body>" .. quoted .. "</body></html>" }
+  end
+  local fields = ('"message":"m %s","code":"%s","requestId":"%s"'):format(quoted, quoted, quoted)
+  if where == "http" then return json(500, "{" .. fields .. "}") end
+  if where == "apijob" then return json(200, "{" .. fields .. ',"getJobResponse":{}}') end
+  return json(200, "{" .. fields .. "}")
+end
+
+local function job_answer(job)
+  return json(200, '{"requestId":"r-n","getJobResponse":{"job":' .. job .. "}}")
+end
+
+local special = {
+  -- a long message (3000 bytes; the client keeps 300) and a long request id
+  long_error = function()
+    return json(500, ('{"message":"%s","requestId":"rid-%s"}'):format(("m"):rep(3000), ("r"):rep(2000)))
+  end,
+  -- numbers JSON does not have
+  hexstate = function() return job_answer('{"id":"j-h","state":0x3}') end,
+  nanstate = function() return job_answer('{"id":"j-n","state":NaN}') end,
+  infstate = function() return job_answer('{"id":"j-i","state":Infinity}') end,
+}
+
+-- The body of a file download: n bytes of c.
+local function file_body(n, c) return (c or "x"):rep(tonumber(n)) end
+
+local function head(status, length)
+  local lines = { ("HTTP/1.1 %d Whatever"):format(status), "Connection: close" }
+  if length then lines[#lines + 1] = "Content-Length: " .. length end
+  return table.concat(lines, "\r\n") .. "\r\n\r\n"
+end
+
+local function feed_slow()
+  local now = socket.gettime()
+  for i = #slow, 1, -1 do
+    local s = slow[i]
+    if now >= s.due then
+      local piece = table.remove(s.pieces, 1)
+      local sent = s.conn:send(piece[1])
+      if not sent or #s.pieces == 0 then
+        s.conn:close()
+        table.remove(slow, i)
+      else
+        s.due = now + piece[2]
+      end
+    end
+  end
+end
+
+server:settimeout(0.02)   -- so that slow answers go on between connections
+
 while true do
+  feed_slow()
   local conn = server:accept()
   if conn then
     local path, body = read_request(conn)
@@ -149,6 +227,43 @@ while true do
         answer(conn, (ok_answer(body)))
       end
       conn:close()
+    elseif name and special[name] then
+      answer(conn, special[name](body))
+      conn:close()
+    elseif name and name:match("^key_") then
+      local form, where = name:match("^key_(%a+)_(%a+)$")
+      answer(conn, key_answer(form, where, body))
+      conn:close()
+    elseif name and name:match("^utf8_%d+$") then
+      -- a message of n ASCII bytes, then 2-, 3- and 4-byte characters
+      local n = tonumber(name:match("^utf8_(%d+)$"))
+      answer(conn, json(500, ('{"message":"%s","requestId":"r-u"}'):format(("a"):rep(n)
+        .. ("\195\169\226\130\172\240\159\152\128"):rep(40))))
+      conn:close()
+    elseif name and name:match("^huge_%d+$") then
+      -- a 400 of n MB of JSON (under the client's 16 MB limit)
+      local mb = tonumber(name:match("%d+"))
+      answer(conn, json(400, '{"message":"' .. ("h"):rep(mb * 1024 * 1024 - 20) .. '"}'))
+      conn:close()
+    elseif name and name:match("^file_%d+_%w$") then
+      -- file_<n>_<c>: a download of n bytes of c, with its length
+      local n, c = name:match("^file_(%d+)_(%w)$")
+      conn:send(head(200, n) .. file_body(n, c))
+      conn:close()
+    elseif name and name:match("^stream_%d+_%w$") then
+      -- stream_<n>_<c>: the same without a length: the end of the connection ends it
+      local n, c = name:match("^stream_(%d+)_(%w)$")
+      conn:send(head(200) .. file_body(n, c))
+      conn:close()
+    elseif name == "trickle" then
+      -- 2 bytes a second, of 200
+      local pieces = { { head(200, 200), 0 } }
+      for _ = 1, 100 do pieces[#pieces + 1] = { "tt", 1 } end
+      slow[#slow + 1] = { conn = conn, pieces = pieces, due = 0 }
+    elseif name == "stall" then
+      -- 10 bytes of 100, then nothing for 30 s
+      slow[#slow + 1] = { conn = conn, due = 0, pieces = {
+        { head(200, 100) .. ("s"):rep(10), 30 }, { ("s"):rep(90), 0 } } }
     elseif name == "hang" then
       held[#held + 1] = conn
     elseif name == "close" then
