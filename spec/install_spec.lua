@@ -25,7 +25,7 @@ describe("make install", function()
     local cmod = "/usr/local/lib/lua/" .. V
     for _, file in ipairs {
       cmod .. "/voiceclone/core.so", lmod .. "/voiceclone/init.lua", lmod .. "/voiceclone/cli.lua",
-      lmod .. "/voiceclone/sandbox/httpd.lua", "/usr/local/bin/voiceclone",
+      lmod .. "/voiceclone/sandbox/faults.lua", "/usr/local/bin/voiceclone",
       "/usr/local/share/man/man1/voiceclone.1",
     } do
       assert.truthy(helpers.read_file(dest .. file), "not installed: " .. file)
