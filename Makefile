@@ -91,10 +91,13 @@ test: bootstrap
 	@VOICECLONE_LUA=$(LUA) VOICECLONE_CPATH="$(BUILD)/?.so" VOICECLONE_EMBED_HOST=$(EMBED) \
 	 scripts/run-specs
 
-# Lua itself is not instrumented: the sanitizer runtimes are preloaded.
+# Lua itself is not instrumented: the sanitizer runtimes are preloaded into
+# the Lua running the specs, which loads the instrumented core; the commands
+# and servers the specs start run without the preload, on the plain build.
 test-asan: bootstrap
 	@$(MAKE) --no-print-directory build $(CORE_ASAN) WERROR=-Werror
-	@VOICECLONE_LUA=$(LUA) VOICECLONE_CPATH="build-asan/$(LUA)/?.so" VOICECLONE_EMBED_HOST=$(EMBED) \
+	@VOICECLONE_LUA=$(LUA) VOICECLONE_SPEC_CPATH="build-asan/$(LUA)/?.so" \
+	 VOICECLONE_CPATH="$(BUILD)/?.so" VOICECLONE_EMBED_HOST=$(EMBED) \
 	 VOICECLONE_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	 scripts/run-specs
 
