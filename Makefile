@@ -159,13 +159,13 @@ PC_PREFIX    := $(shell pkg-config --variable=prefix $(LUA) 2>/dev/null)
 INSTALL_LMOD ?= $(or $(call lua_pc,INSTALL_LMOD),$(PREFIX)/share/lua/$(LUA_ABI))
 INSTALL_CMOD ?= $(or $(if $(filter $(PC_PREFIX),$(PREFIX)),$(call lua_pc,INSTALL_CMOD)),$(PREFIX)/lib/lua/$(LUA_ABI))
 LUA_BIN  := $(shell command -v $(LUA) 2>/dev/null || echo /usr/bin/$(LUA))
-LUA_MODULES := $(wildcard lua-voiceclone/voiceclone/*.lua lua-voiceclone/voiceclone/sandbox/*.lua)
+LUA_MODULES := $(wildcard lua-voiceclone/voiceclone/*.lua lua-voiceclone/voiceclone/cli/*.lua lua-voiceclone/voiceclone/sandbox/*.lua)
 MANPAGE := lua-voiceclone/man/voiceclone.1
 
 install:
 	@$(BOOTSTRAP) --lua $(LUA) --build
 	@$(MAKE) --no-print-directory $(CORE)
-	install -d '$(DESTDIR)$(INSTALL_CMOD)/voiceclone' '$(DESTDIR)$(INSTALL_LMOD)/voiceclone/sandbox' \
+	install -d '$(DESTDIR)$(INSTALL_CMOD)/voiceclone' '$(DESTDIR)$(INSTALL_LMOD)/voiceclone/sandbox' '$(DESTDIR)$(INSTALL_LMOD)/voiceclone/cli' \
 	    '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(MANDIR)/man1'
 	install -m 755 $(CORE) '$(DESTDIR)$(INSTALL_CMOD)/voiceclone/core.so'
 	for f in $(patsubst lua-voiceclone/%,%,$(LUA_MODULES)); do \

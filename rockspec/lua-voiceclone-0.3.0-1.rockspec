@@ -21,6 +21,7 @@ dependencies = {
   "lua-cjson",   -- cjson.safe: the C core and the command (Debian: lua-cjson)
   "luv",         -- the HTTP server of the sandbox and callbacks.listen, file system calls (Debian: lua-luv)
   "compat53",    -- utf8 and string.pack below Lua 5.3 (Debian: lua-compat53)
+  "lua-term",    -- the command: is stderr a terminal (Debian: lua-term)
 }
 -- luasocket: the specs' own servers and clients
 test_dependencies = { "busted", "luasocket" }
@@ -50,7 +51,21 @@ build = {
       ["voiceclone"] = "lua-voiceclone/voiceclone/init.lua",
       ["voiceclone.batch"] = "lua-voiceclone/voiceclone/batch.lua",
       ["voiceclone.callbacks"] = "lua-voiceclone/voiceclone/callbacks.lua",
-      ["voiceclone.cli"] = "lua-voiceclone/voiceclone/cli.lua",
+      ["voiceclone.cli"] = "lua-voiceclone/voiceclone/cli/init.lua",
+      ["voiceclone.cli.api"] = "lua-voiceclone/voiceclone/cli/api.lua",
+      ["voiceclone.cli.batch"] = "lua-voiceclone/voiceclone/cli/batch.lua",
+      ["voiceclone.cli.callbacks"] = "lua-voiceclone/voiceclone/cli/callbacks.lua",
+      ["voiceclone.cli.convert"] = "lua-voiceclone/voiceclone/cli/convert.lua",
+      ["voiceclone.cli.download"] = "lua-voiceclone/voiceclone/cli/download.lua",
+      ["voiceclone.cli.job"] = "lua-voiceclone/voiceclone/cli/job.lua",
+      ["voiceclone.cli.jobs"] = "lua-voiceclone/voiceclone/cli/jobs.lua",
+      ["voiceclone.cli.models"] = "lua-voiceclone/voiceclone/cli/models.lua",
+      ["voiceclone.cli.options"] = "lua-voiceclone/voiceclone/cli/options.lua",
+      ["voiceclone.cli.output"] = "lua-voiceclone/voiceclone/cli/output.lua",
+      ["voiceclone.cli.sandbox"] = "lua-voiceclone/voiceclone/cli/sandbox.lua",
+      ["voiceclone.cli.say"] = "lua-voiceclone/voiceclone/cli/say.lua",
+      ["voiceclone.cli.train"] = "lua-voiceclone/voiceclone/cli/train.lua",
+      ["voiceclone.cli.wait"] = "lua-voiceclone/voiceclone/cli/wait.lua",
       ["voiceclone.client"] = "lua-voiceclone/voiceclone/client.lua",
       ["voiceclone.compat"] = "lua-voiceclone/voiceclone/compat.lua",
       ["voiceclone.fs"] = "lua-voiceclone/voiceclone/fs.lua",

@@ -24,7 +24,7 @@ describe("make install", function()
     assert.are.equal("/usr/local/share/lua/" .. V, lmod)
     local cmod = "/usr/local/lib/lua/" .. V
     for _, file in ipairs {
-      cmod .. "/voiceclone/core.so", lmod .. "/voiceclone/init.lua", lmod .. "/voiceclone/cli.lua",
+      cmod .. "/voiceclone/core.so", lmod .. "/voiceclone/init.lua", lmod .. "/voiceclone/cli/init.lua", lmod .. "/voiceclone/cli/say.lua",
       lmod .. "/voiceclone/sandbox/faults.lua", "/usr/local/bin/voiceclone",
       "/usr/local/share/man/man1/voiceclone.1",
     } do

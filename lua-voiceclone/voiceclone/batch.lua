@@ -91,7 +91,13 @@ function batch.custom_id(batch_id, line_id)
   if #line_id > MAX_PLAIN_LINE_ID or not line_id:match("^[%w_.-]+$") then
     tail = "~" .. batch.hash(line_id)
   end
-  return CUSTOM_ID_PREFIX .. batch.hash(batch_id):sub(1, 12) .. "-" .. tail
+  return CUSTOM_ID_PREFIX .. batch.tag(batch_id) .. "-" .. tail
+end
+
+--- The batch as its customIds name it: 12 hex digits of its id's hash
+-- (what the command prints as the batch).
+function batch.tag(batch_id)
+  return batch.hash(tostring(batch_id)):sub(1, 12)
 end
 
 ----------------------------------------------------------------------------
@@ -480,7 +486,7 @@ end
 --   wait_timeout how long a line's job may take (default 3600 s)
 --   on_progress  fn(stats), every progress_interval seconds (default 0.25) and at the end
 --   on_line      fn(line_result) as each line ends
--- Returns a summary { batch_id =, total =, completed =, failed =, resumed =,
+-- Returns a summary { batch_id =, tag = (as in the customIds), total =, completed =, failed =, resumed =,
 -- created =, adopted =, duplicates =, elapsed =, lines = { line_result... } }
 -- where line_result = { id =, custom_id =, status = "completed" | "failed",
 -- job_id =, state =, output =, file =, error = }; or nil and an error (bad
@@ -555,7 +561,7 @@ function batch.run(o)
   end
 
   local stats = {
-    batch_id = batch_id, total = #items, completed = 0, failed = 0, in_flight = 0,
+    batch_id = batch_id, tag = batch.tag(batch_id), total = #items, completed = 0, failed = 0, in_flight = 0,
     resumed = 0, created = 0, adopted = 0, duplicates = 0, started = core.now(),
     finished_now = 0,     -- lines ended in this run (completed or failed)
   }
@@ -785,7 +791,7 @@ function batch.progress_printer(options)
       if s.final or not last_plain or now - last_plain >= every then
         last_plain = now
         write(("batch %s: %d/%d done, %d failed, %d in flight, %s, ETA %s, %s elapsed\n"):format(
-          s.batch_id, s.completed, s.total, s.failed, s.in_flight, rate, s.final and clock(0) or clock(s.eta),
+          s.tag or s.batch_id, s.completed, s.total, s.failed, s.in_flight, rate, s.final and clock(0) or clock(s.eta),
           clock(now)))
       end
     end

@@ -67,6 +67,28 @@ function fs.mkdir_p(path)
   return true
 end
 
+local temp_count = 0
+
+--- Writes data to path through a temporary name in the same directory and a
+-- rename: a reader never sees a partial file. With sync, the data reaches
+-- the disk (voiceclone.core's fsync) before the rename. true, or nil and a
+-- message; no temporary file is left either way.
+function fs.write_atomic(path, data, sync)
+  temp_count = temp_count + 1
+  local tmp = ("%s.tmp-%d-%d"):format(path, fs.pid(), temp_count)
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, err end
+  local ok, werr = f:write(data)
+  if ok and sync then ok, werr = require("voiceclone.core").fsync(f) end
+  local closed, cerr = f:close()
+  if ok and closed then ok, werr = os.rename(tmp, path) end
+  if not (ok and closed) then
+    os.remove(tmp)
+    return nil, werr or cerr
+  end
+  return true
+end
+
 --- The names in a directory (no "." or ".."), or nil and a message.
 function fs.list(dir)
   local req, err = uv.fs_scandir(dir)

@@ -18,6 +18,9 @@ helpers.LUA_VERSION = helpers.LUA:find("luajit", 1, true) and "5.1"
   or helpers.LUA:match("lua(5%.%d)") or (type(jit) == "table" and "5.1" or _VERSION:match("%d+%.%d+"))
 helpers.SYSTEM_CPATH = "/usr/lib/x86_64-linux-gnu/lua/" .. helpers.LUA_VERSION .. "/?.so"
 
+--- The checkout the specs run in (scripts/run-specs starts them there).
+helpers.ROOT = assert(require("voiceclone.fs").cwd())
+
 helpers.SECRET_ID = "spec-id"
 helpers.SECRET_KEY = "spec-key-0123456789abcdef"
 

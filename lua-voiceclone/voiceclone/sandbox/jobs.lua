@@ -92,6 +92,21 @@ function Store:_save_models()
   if not ok then self.log("cannot write " .. self.models_path .. ": " .. tostring(err)) end
 end
 
+-- The sample recording the sandbox ships, so that `train --source
+-- samples:me.wav` works on a fresh data directory: a tone at SAMPLE_HZ
+-- standing in for a voice (what training measures is its pitch). A file the
+-- user put there is kept.
+local SAMPLE_PATH, SAMPLE_HZ, SAMPLE_SEGMENTS = "/samples/me.wav", 220, 6
+
+function Store:_ship_sample()
+  local path = self.repos .. SAMPLE_PATH
+  if util.exists(path) then return true end
+  local ok, err = util.mkdir_p(path:match("^(.*)/"))
+  if ok then ok, err = util.write_file_atomic(path, work.tone_wav(SAMPLE_HZ, SAMPLE_SEGMENTS)) end
+  if not ok then return nil, "cannot write the sample recording " .. path .. ": " .. tostring(err) end
+  return true
+end
+
 -- Read what a previous run left, compact the journal, and resume unfinished
 -- jobs. Returns true or nil, err.
 function Store:load()
@@ -99,9 +114,11 @@ function Store:load()
     local ok, err = util.mkdir_p(dir)
     if not ok then return nil, err end
   end
+  local ok, err = self:_ship_sample()
+  if not ok then return nil, err end
   -- Work directories of a previous run are stale: their jobs restart.
   util.remove_tree(self.workdir)
-  local ok, err = util.mkdir_p(self.workdir)
+  ok, err = util.mkdir_p(self.workdir)
   if not ok then return nil, err end
 
   local text = util.read_file(self.models_path)

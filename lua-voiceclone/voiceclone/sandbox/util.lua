@@ -113,23 +113,7 @@ function util.read_file(path)
 end
 
 -- Write to a temporary name, then rename: readers never see a partial file.
-function util.write_file_atomic(path, data)
-  local tmp = path .. ".tmp-" .. util.token()
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  local ok, werr = f:write(data)
-  local cok, cerr = f:close()
-  if not ok or not cok then
-    os.remove(tmp)
-    return nil, werr or cerr
-  end
-  local rok, rerr = os.rename(tmp, path)
-  if not rok then
-    os.remove(tmp)
-    return nil, rerr
-  end
-  return true
-end
+util.write_file_atomic = fs.write_atomic
 
 function util.write_file(path, data)
   local f, err = io.open(path, "wb")

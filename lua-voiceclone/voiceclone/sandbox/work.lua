@@ -110,7 +110,7 @@ end
 local TONE_CACHE_MAX = 64
 local tone_cache, tone_cached = {}, 0
 
-local function tone_wav(hz, segments)
+function work.tone_wav(hz, segments)
   local key = string.format("%.3f/%d", hz, segments)
   local wav = tone_cache[key]
   if wav then return wav end
@@ -320,7 +320,7 @@ function Run:_render_tones()
       end
       o.file = string.format("%s.o%d.wav", self.dir, i - 1)
       self.tone_files[#self.tone_files + 1] = o.file
-      local ok, err = util.write_file(o.file, tone_wav(o.pitch, #o.inputs))
+      local ok, err = util.write_file(o.file, work.tone_wav(o.pitch, #o.inputs))
       if not ok then
         self.result = failure("GenerationFailed", "output %d: cannot write its tone: %s", i - 1,
           tostring(err))
