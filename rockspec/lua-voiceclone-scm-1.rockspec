@@ -27,6 +27,8 @@ external_dependencies = {
   -- no `header`: Debian keeps curl/curl.h under the multiarch include
   -- directory, which the compiler searches and LuaRocks does not
   CURL = { library = "curl" },
+  -- libcrypto: HMAC-SHA1 and Base64 of the API gateway's signature (Debian: libssl-dev)
+  OPENSSL = { header = "openssl/hmac.h", library = "crypto" },
 }
 -- The C core is built by the Makefile (target rock-core) with the project's
 -- own flags (-std=c99 -fvisibility=hidden: only luaopen_voiceclone_core is
@@ -41,6 +43,8 @@ build = {
     LUA_INCDIR = "$(LUA_INCDIR)",
     CURL_INCDIR = "$(CURL_INCDIR)",
     CURL_LIBDIR = "$(CURL_LIBDIR)",
+    OPENSSL_INCDIR = "$(OPENSSL_INCDIR)",
+    OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
   },
   install_pass = false,
   install = {
