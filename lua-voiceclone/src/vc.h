@@ -244,6 +244,7 @@ int  vc_response_decode(lua_State *L, const vc_secret *secret, const vc_outcome 
 int  vc_response_table(lua_State *L, const vc_outcome *o, const char *where, const char *key);
 int  vc_response_fail(lua_State *L, const vc_outcome *o, int root, const char *fmt, ...);
 void vc_response_http_details(lua_State *L, const vc_outcome *o);   /* status, retryable, retry_after */
+const char *vc_response_kind(long status);   /* of a non-2xx answer: "auth" (401, 403) or "http" */
 void vc_response_normalize(lua_State *L, int idx, int depth);
 int  vc_response_transport_error(lua_State *L, const vc_outcome *o);
 long vc_utf8_length(const char *s, size_t len);   /* -1 if invalid */
