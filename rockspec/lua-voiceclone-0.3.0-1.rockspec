@@ -64,6 +64,7 @@ build = {
       ["voiceclone.retry"] = "lua-voiceclone/voiceclone/retry.lua",
       ["voiceclone.sandbox"] = "lua-voiceclone/voiceclone/sandbox.lua",
       ["voiceclone.sandbox.faults"] = "lua-voiceclone/voiceclone/sandbox/faults.lua",
+      ["voiceclone.sandbox.gateway"] = "lua-voiceclone/voiceclone/sandbox/gateway.lua",
       ["voiceclone.sandbox.jobs"] = "lua-voiceclone/voiceclone/sandbox/jobs.lua",
       ["voiceclone.sandbox.pitch"] = "lua-voiceclone/voiceclone/sandbox/pitch.lua",
       ["voiceclone.sandbox.util"] = "lua-voiceclone/voiceclone/sandbox/util.lua",
