@@ -51,6 +51,14 @@ local function assert_table_hidden(t, what)
   assert_hidden(tostring(t), what)
 end
 
+-- busted keeps one finally per test (the last given): later(fn) adds fn to
+-- a list that one finally runs, last first. Pass busted's finally.
+local function cleanups(finally)
+  local list = {}
+  finally(function() for i = #list, 1, -1 do list[i]() end end)
+  return function(fn) list[#list + 1] = fn end
+end
+
 -- Starts spec/support/gateway_server.lua: { url =, seen = fn() -> list, stop = fn }.
 local function start_gateway_server()
   local port_file, log = helpers.tmpname(), helpers.tmpname()
@@ -111,8 +119,9 @@ describe("the API gateway's key-pair auth", function()
 
   describe("a signed client", function()
     it("creates, gets and lists jobs, lists models and downloads the output", function()
+      local later = cleanups(finally)
       local c = client()
-      finally(function() c:close() end)
+      later(function() c:close() end)
       local before = helpers.last_seq(sandbox)
       local job = assert(c:synthesize { text = "gateway", content_id = "gateway" })
       assert(job:wait { timeout = 60, interval = 0.05 })
@@ -121,7 +130,7 @@ describe("the API gateway's key-pair auth", function()
       assert.equal(1, total)
       assert.equal(job.id, jobs[1].id)
       assert(c:list_models())
-      local dest = helpers.tmpdir(finally) .. "/out.wav"
+      local dest = helpers.tmpdir(later) .. "/out.wav"
       assert.equal(dest, assert(job:download(dest)))
       assert.equal("RIFF", helpers.read_file(dest):sub(1, 4))
 
@@ -139,8 +148,9 @@ describe("the API gateway's key-pair auth", function()
     end)
 
     it("has a source of lua-voiceclone unless told otherwise", function()
+      local later = cleanups(finally)
       local c = client { gateway = { secret_id = GW_ID, secret_key = GW_KEY } }
-      finally(function() c:close() end)
+      later(function() c:close() end)
       assert(c:list_models())
       assert.equal("lua-voiceclone", helpers.last_request(sandbox).headers.source)
     end)
@@ -165,13 +175,14 @@ describe("the API gateway's key-pair auth", function()
 
   describe("every attempt", function()
     it("is signed afresh, with the time it is sent", function()
+      local later = cleanups(finally)
       local server = start_gateway_server()
-      finally(server.stop)
+      later(server.stop)
       local seen_info = {}
       local c = assert(voiceclone.new { endpoint = server.url .. "/retry_a", secret_id = "id",
         secret_key = "service-key-0123", gateway = GATEWAY,
         on_request = function(info) seen_info[#seen_info + 1] = info end })
-      finally(function() c:close() end)
+      later(function() c:close() end)
       assert(c:get_job("j-1"))
       local seen = server.seen()
       assert.equal(2, #seen)                     -- a 429 (Retry-After: 1), then the answer
@@ -187,12 +198,13 @@ describe("the API gateway's key-pair auth", function()
     end)
 
     it("of a download from the endpoint's host is signed, and its redirects are not followed", function()
+      local later = cleanups(finally)
       local server = start_gateway_server()
-      finally(server.stop)
+      later(server.stop)
       local c = assert(voiceclone.new { endpoint = server.url, secret_id = "id", secret_key = "service-key-0123",
                                         gateway = GATEWAY })
-      finally(function() c:close() end)
-      local dir = helpers.tmpdir(finally)
+      later(function() c:close() end)
+      local dir = helpers.tmpdir(later)
       assert(c:download(server.url .. "/file/x.wav", dir .. "/x.wav"))
       assert.equal("gateway-file", helpers.read_file(dir .. "/x.wav"))
       -- a redirect elsewhere would take the signature along: it is an error instead
@@ -209,11 +221,12 @@ describe("the API gateway's key-pair auth", function()
     end)
 
     it("of a download from another host carries no gateway header", function()
+      local later = cleanups(finally)
       local server = start_gateway_server()
-      finally(server.stop)
+      later(server.stop)
       local c = client()
-      finally(function() c:close() end)
-      local dir = helpers.tmpdir(finally)
+      later(function() c:close() end)
+      local dir = helpers.tmpdir(later)
       assert(c:download(server.url .. "/file/x.wav", dir .. "/x.wav"))
       local seen = server.seen()
       assert.equal(1, #seen)
@@ -245,8 +258,9 @@ describe("the API gateway's key-pair auth", function()
     end)
 
     it("refuses a client without the gateway, and its downloads", function()
+      local later = cleanups(finally)
       local c = client { gateway = false }
-      finally(function() c:close() end)
+      later(function() c:close() end)
       local _, err = c:list_models()
       assert.equal("auth", err.kind)
       assert.equal(401, err.status)
@@ -256,8 +270,9 @@ describe("the API gateway's key-pair auth", function()
     end)
 
     it("takes another of its keys", function()
+      local later = cleanups(finally)
       local c = client { gateway = { secret_id = "other-id", secret_key = "other-key-0123456789" } }
-      finally(function() c:close() end)
+      later(function() c:close() end)
       assert(c:list_models())
     end)
 
@@ -293,8 +308,9 @@ describe("the API gateway's key-pair auth", function()
 
   describe("the gateway key", function()
     it("never shows: not in errors quoting it, tostring(client) nor on_request", function()
+      local later = cleanups(finally)
       local server = start_gateway_server()
-      finally(server.stop)
+      later(server.stop)
       for _, form in ipairs { "raw", "json", "url", "html" } do
         local infos = {}
         local c = assert(voiceclone.new { endpoint = server.url .. "/quote_" .. form, secret_id = "id",
@@ -314,8 +330,9 @@ describe("the API gateway's key-pair auth", function()
     end)
 
     it("never shows in voiceclone --verbose output", function()
+      local later = cleanups(finally)
       local server = start_gateway_server()
-      finally(server.stop)
+      later(server.stop)
       local out = helpers.read_command(("VOICECLONE_GATEWAY_ID=%s VOICECLONE_GATEWAY_KEY=%s "
         .. "VOICECLONE_CPATH=%s %s scripts/voiceclone models --verbose --json --endpoint %s "
         .. "--secret-id id --secret-key service-key-0123 2>&1"):format(q(GW_ID), q(GW_KEY), q(helpers.CPATH),
