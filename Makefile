@@ -39,12 +39,18 @@ LUA_LIBS   := $(shell pkg-config --libs $(LUA) 2>/dev/null)
 # CURL_INCDIR/CURL_LIBDIR (LuaRocks passes them) for anywhere else.
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null) $(if $(CURL_INCDIR),-I$(CURL_INCDIR))
 CURL_LIBS   := $(if $(CURL_LIBDIR),-L$(CURL_LIBDIR)) $(or $(shell pkg-config --libs libcurl 2>/dev/null),-lcurl)
+# libcrypto (OpenSSL; Debian libssl-dev) gives gateway.c the HMAC-SHA1 and
+# Base64 of the API gateway's key-pair signature; OPENSSL_INCDIR and
+# OPENSSL_LIBDIR (LuaRocks passes them) for anywhere else.
+CRYPTO_CFLAGS := $(shell pkg-config --cflags libcrypto 2>/dev/null) $(if $(OPENSSL_INCDIR),-I$(OPENSSL_INCDIR))
+CRYPTO_LIBS   := $(if $(OPENSSL_LIBDIR),-L$(OPENSSL_LIBDIR)) $(or $(shell pkg-config --libs libcrypto 2>/dev/null),-lcrypto)
+LIBS       := $(CURL_LIBS) $(CRYPTO_LIBS) -lm
 
 WERROR     ?=
 WARNINGS   := -Wall -Wextra $(WERROR)
 CFLAGS     ?= -O2 -g
 ALL_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden \
-              $(WARNINGS) $(CPPFLAGS) $(CFLAGS) $(LUA_CFLAGS) $(CURL_CFLAGS)
+              $(WARNINGS) $(CPPFLAGS) $(CFLAGS) $(LUA_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS)
 # The module never links liblua: the host program provides it.
 LDFLAGS    ?=
 ALL_LDFLAGS := -shared $(LDFLAGS)
@@ -72,17 +78,17 @@ build: $(CORE) $(EMBED)
 
 $(CORE): $(SOURCES) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $(SOURCES) $(ALL_LDFLAGS) $(CURL_LIBS) -lm
+	$(CC) $(ALL_CFLAGS) -o $@ $(SOURCES) $(ALL_LDFLAGS) $(LIBS)
 
 # The embedding example: Lua and the C core linked into one program.
 $(EMBED): lua-voiceclone/examples/embed/host.c $(SOURCES) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARNINGS) $(CPPFLAGS) $(CFLAGS) $(LUA_CFLAGS) $(CURL_CFLAGS) \
-	    -o $@ lua-voiceclone/examples/embed/host.c $(SOURCES) $(LDFLAGS) $(LUA_LIBS) $(CURL_LIBS) -lm
+	    $(CRYPTO_CFLAGS) -o $@ lua-voiceclone/examples/embed/host.c $(SOURCES) $(LDFLAGS) $(LUA_LIBS) $(LIBS)
 
 $(CORE_ASAN): $(SOURCES) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -O1 $(SANITIZE) -o $@ $(SOURCES) $(ALL_LDFLAGS) $(SANITIZE) $(CURL_LIBS) -lm
+	$(CC) $(ALL_CFLAGS) -O1 $(SANITIZE) -o $@ $(SOURCES) $(ALL_LDFLAGS) $(SANITIZE) $(LIBS)
 
 # The specs start their own sandbox; scripts/run-specs prints the closing
 # "N passed, N failed" line CI reads.
@@ -131,7 +137,7 @@ soak: bootstrap
 ROCK_CORE := build/luarocks/voiceclone/core.so
 rock-core: FORCE
 	@mkdir -p $(dir $(ROCK_CORE))
-	$(CC) $(ALL_CFLAGS) -o $(ROCK_CORE) $(SOURCES) $(ALL_LDFLAGS) $(CURL_LIBS) -lm
+	$(CC) $(ALL_CFLAGS) -o $(ROCK_CORE) $(SOURCES) $(ALL_LDFLAGS) $(LIBS)
 
 # Installs the rock into LuaRocks' tree for LUA (ROCK_TREE=dir for another
 # one); LuaJIT takes 5.1's. --deps-mode=none: Debian's lua-cjson, luasocket

@@ -29,6 +29,8 @@ external_dependencies = {
   -- no `header`: Debian keeps curl/curl.h under the multiarch include
   -- directory, which the compiler searches and LuaRocks does not
   CURL = { library = "curl" },
+  -- libcrypto: HMAC-SHA1 and Base64 of the API gateway's signature (Debian: libssl-dev)
+  OPENSSL = { header = "openssl/hmac.h", library = "crypto" },
 }
 -- The C core is built by the Makefile (target rock-core) with the project's
 -- own flags (-std=c99 -fvisibility=hidden: only luaopen_voiceclone_core is
@@ -43,6 +45,8 @@ build = {
     LUA_INCDIR = "$(LUA_INCDIR)",
     CURL_INCDIR = "$(CURL_INCDIR)",
     CURL_LIBDIR = "$(CURL_LIBDIR)",
+    OPENSSL_INCDIR = "$(OPENSSL_INCDIR)",
+    OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
   },
   install_pass = false,
   install = {
@@ -75,6 +79,7 @@ build = {
       ["voiceclone.retry"] = "lua-voiceclone/voiceclone/retry.lua",
       ["voiceclone.sandbox"] = "lua-voiceclone/voiceclone/sandbox.lua",
       ["voiceclone.sandbox.faults"] = "lua-voiceclone/voiceclone/sandbox/faults.lua",
+      ["voiceclone.sandbox.gateway"] = "lua-voiceclone/voiceclone/sandbox/gateway.lua",
       ["voiceclone.sandbox.jobs"] = "lua-voiceclone/voiceclone/sandbox/jobs.lua",
       ["voiceclone.sandbox.pitch"] = "lua-voiceclone/voiceclone/sandbox/pitch.lua",
       ["voiceclone.sandbox.util"] = "lua-voiceclone/voiceclone/sandbox/util.lua",

@@ -205,7 +205,7 @@ describe("a voice model", function()
     for model, err in broken:models() do results[#results + 1] = { model, err } end
     assert.equal(1, #results)
     assert.is_false(results[1][1])
-    assert.equal("http", results[1][2].kind)
+    assert.equal("auth", results[1][2].kind)
     assert.equal(401, results[1][2].status)
   end)
 end)

@@ -226,7 +226,8 @@ int vc_call_start_download(lua_State *L, int client_idx, const vc_call *call, in
     /* no Lua call until the file is the transfer's */
     sink = open_temporary(r, dest);
     error = errno;
-    if (!sink || vc_transport_get(t, x, lua_tostring(L, url_idx), sink) != 0) {
+    if (!sink || vc_transport_get(t, x, lua_tostring(L, url_idx), sink,
+                                  vc_client_signs(c, lua_tostring(L, url_idx))) != 0) {
         if (sink) fclose(sink);
         else if (r->file) error = ENOMEM;
         vc_transport_recycle(t, x);

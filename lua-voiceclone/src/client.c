@@ -4,8 +4,8 @@
  * method table, core.Client); this file gives them the C they stand on:
  * new, close, and the client's table of Lua-side state.
  *
- * The secret key is never in a Lua string that we make, an error, or
- * tostring(client).
+ * The secret key (and the API gateway's, gateway.c) is never in a Lua
+ * string that we make, an error, or tostring(client).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -25,6 +25,7 @@
 struct vc_client {
     vc_transport *transport;
     vc_secret *secret;
+    vc_gateway *gateway;         /* the API gateway's key pair; NULL: requests go unsigned */
     char *endpoint;              /* no trailing slash; may hold a user:password */
     char *shown;                 /* without its userinfo: copied into the client's table */
     CURLU *routes[ROUTES];       /* endpoint + path, parsed once */
@@ -48,6 +49,8 @@ static void client_release(vc_client *c) {
     c->endpoint = c->shown = NULL;
     vc_secret_unref(c->secret);
     c->secret = NULL;
+    vc_gateway_free(c->gateway);   /* after the transport, which signs with it */
+    c->gateway = NULL;
 }
 
 static int is_open(const vc_client *c) {
@@ -95,6 +98,10 @@ CURLU *vc_client_route(vc_client *c, const char *path) {
     return parsed;
 }
 
+int vc_client_signs(vc_client *c, const char *url) {
+    return c->gateway && vc_gateway_same_origin(c->endpoint, url);
+}
+
 void vc_client_push_table(lua_State *L, int idx) {
     lua_getuservalue(L, idx);
 }
@@ -127,7 +134,7 @@ static double option_number(lua_State *L, const char *key, double fallback) {
 static int unknown_option(lua_State *L) {
     static const char *const known[] = {
         "secret_id", "secret_key", "endpoint", "timeout", "connect_timeout", "max_in_flight",
-        "repositories", "download_timeout", "max_download", "allow_insecure", NULL
+        "repositories", "download_timeout", "max_download", "allow_insecure", "gateway", NULL
     };
     lua_pushnil(L);
     while (lua_next(L, 1)) {
@@ -214,14 +221,16 @@ static char *without_trailing_slashes(const char *s) {
 }
 
 /* core.new{secret_id=, secret_key=, endpoint=, timeout=, connect_timeout=,
- * max_in_flight=, repositories=} */
+ * max_in_flight=, repositories=, download_timeout=, max_download=,
+ * allow_insecure=, gateway={secret_id=, secret_key=, source=}} */
 static int client_new(lua_State *L) {
     const char *id, *key, *endpoint, *wrong, *refused = NULL;
     size_t id_len, key_len, endpoint_len;
     double timeout, connect_timeout, download_timeout, max_download, max_in_flight;
     vc_transport_options transport;
+    vc_gateway_spec gateway = {NULL, NULL, NULL, 0};
     vc_client *c;
-    int r, type, allow_insecure;
+    int r, type, allow_insecure, signed_requests;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
@@ -243,7 +252,12 @@ static int client_new(lua_State *L) {
     if (type != LUA_TNIL && type != LUA_TSTRING && type != LUA_TFUNCTION)
         luaL_error(L, "bad option 'repositories' to 'new' (string or function expected, got %s)",
                    luaL_typename(L, -1));
-    VC_STACK(L, 5);
+    type = lua_getfield(L, 1, "gateway");        /* 6 */
+    if (type != LUA_TNIL && type != LUA_TTABLE)
+        luaL_error(L, "bad option 'gateway' to 'new' (table expected, got %s)",
+                   luaL_typename(L, -1));
+    signed_requests = type == LUA_TTABLE;
+    VC_STACK(L, 6);
     if ((r = unknown_option(L))) return r;
     if (!id || !*id) return vc_fail(L, "invalid", "secret_id", "is required");
     if (!key || !*key) return vc_fail(L, "invalid", "secret_key", "is required");
@@ -268,6 +282,7 @@ static int client_new(lua_State *L) {
 
     if ((wrong = check_endpoint(endpoint, allow_insecure, NULL)))
         return vc_fail(L, "invalid", "endpoint", "%s", wrong);
+    if (signed_requests && (r = vc_gateway_check(L, 6, &gateway))) return r;   /* 7, 8, 9 */
 
     /* Zeroed, with its table and metatable first: from here every
      * allocation hangs off the userdata, so __gc reclaims it if anything
@@ -281,14 +296,18 @@ static int client_new(lua_State *L) {
     luaL_setmetatable(L, VC_CLIENT);
 
     c->endpoint = without_trailing_slashes(endpoint);
-    c->secret = vc_secret_new(id, id_len, key, key_len);
+    if (signed_requests)
+        c->gateway = vc_gateway_new(gateway.id, gateway.key, gateway.key_len, gateway.source);
+    c->secret = vc_secret_new(id, id_len, key, key_len, gateway.key, gateway.key_len);
     transport.timeout_ms = milliseconds(timeout);
     transport.connect_timeout_ms = milliseconds(connect_timeout);
     transport.download_timeout_ms = milliseconds(download_timeout);
     transport.max_download = (curl_off_t)max_download;
     transport.max_in_flight = (int)max_in_flight;
     transport.multiplex = strncmp(endpoint, "https://", 8) == 0;
-    if (c->endpoint && c->secret) c->transport = vc_transport_new(&transport, &refused);
+    transport.gateway = c->gateway;
+    if (c->endpoint && c->secret && (c->gateway || !signed_requests))
+        c->transport = vc_transport_new(&transport, &refused);
     if (refused) {
         client_release(c);
         return vc_fail(L, "network", NULL, "this libcurl refuses %s, which a safe request needs",

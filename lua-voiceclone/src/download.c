@@ -17,7 +17,8 @@ static int finish_download(lua_State *L, const vc_call *call, const vc_outcome *
                        lua_tostring(L, 3));
     if (o->result != CURLE_OK) return vc_response_transport_error(L, o);
     if (o->status < 200 || o->status > 299) {
-        vc_fail(L, "http", NULL, "HTTP %d for %s", (int)o->status, lua_tostring(L, 3));
+        vc_fail(L, vc_response_kind(o->status), NULL, "HTTP %d for %s", (int)o->status,
+                lua_tostring(L, 3));
         vc_response_http_details(L, o);
         return 2;
     }

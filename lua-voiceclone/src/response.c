@@ -4,6 +4,8 @@
  * Error answers are undocumented and come from two places (the service and
  * the API gateway in front of it), so nothing here assumes one shape: the
  * message, code and request id are looked for under the names either uses.
+ * A refusal of the credentials (401, 403: the gateway's signature, the
+ * service's secretId/secretKey) is an "auth" error, any other non-2xx "http".
  */
 #include <math.h>
 #include <stdarg.h>
@@ -194,6 +196,10 @@ static double retry_after(const char *value) {
     return seconds > 0 ? seconds : 0;
 }
 
+const char *vc_response_kind(long status) {
+    return status == 401 || status == 403 ? "auth" : "http";
+}
+
 /* To the error at the top: an HTTP error's status, whether a retry may
  * help, and the server's Retry-After. */
 void vc_response_http_details(lua_State *L, const vc_outcome *o) {
@@ -274,8 +280,8 @@ int vc_response_decode(lua_State *L, const vc_secret *secret, const vc_outcome *
 
     if (o->status < 200 || o->status > 299) {
         lua_pushfstring(L, "HTTP %d", (int)o->status);
-        fail_with_server_text(L, secret, "http", lua_tostring(L, -1), decoded, body, len,
-                              o->status);
+        fail_with_server_text(L, secret, vc_response_kind(o->status), lua_tostring(L, -1),
+                              decoded, body, len, o->status);
         vc_response_http_details(L, o);
         return 2;
     }

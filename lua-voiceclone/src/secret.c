@@ -2,7 +2,9 @@
  * The credentials. They travel in every request body, so they live in C
  * memory only: the JSON-escaped envelope every body shares, and the forms
  * in which a server may quote the key back (raw, JSON-, URL- and
- * HTML-escaped), to scrub it from anything that reaches Lua.
+ * HTML-escaped), to scrub it from anything that reaches Lua. The API
+ * gateway's key (gateway.c), when there is one, never travels, and is
+ * scrubbed all the same.
  *
  * Reference-counted: the client holds one reference and each request being
  * read holds one, so a client closed by a finalizer in the middle of reading
@@ -15,11 +17,13 @@
 #include "vc.h"
 
 enum { RAW, JSON, URL, HTML, FORMS };
+enum { KEYS = 2 };                 /* the service's key, the gateway's */
+#define ALL_FORMS (KEYS * FORMS)
 
 struct vc_secret {
     int refs;
     vc_buffer envelope;
-    vc_buffer forms[FORMS];        /* empty when the same as an earlier form */
+    vc_buffer forms[ALL_FORMS];    /* empty when the same as an earlier form */
 };
 
 static int put_url(vc_buffer *b, const char *s, size_t len) {
@@ -55,20 +59,23 @@ static int put_json(vc_buffer *b, const char *s, size_t len) {
     return 0;
 }
 
-static int make_forms(vc_secret *s, const char *key, size_t len) {
-    int i, j;
-    if (vc_buffer_add(&s->forms[RAW], key, len) || put_json(&s->forms[JSON], key, len) ||
-        put_url(&s->forms[URL], key, len) || put_html(&s->forms[HTML], key, len))
-        return -1;
-    for (i = 1; i < FORMS; i++)   /* one form to look for where two are the same */
-        for (j = 0; j < i; j++)
-            if (s->forms[i].len == s->forms[j].len &&
-                memcmp(s->forms[i].data, s->forms[j].data, s->forms[i].len) == 0)
-                s->forms[i].len = 0;
-    return 0;
+/* The forms of a key into f[RAW..HTML]. */
+static int make_forms(vc_buffer *f, const char *key, size_t len) {
+    return vc_buffer_add(&f[RAW], key, len) || put_json(&f[JSON], key, len) ||
+           put_url(&f[URL], key, len) || put_html(&f[HTML], key, len);
 }
 
-vc_secret *vc_secret_new(const char *id, size_t id_len, const char *key, size_t key_len) {
+static void drop_duplicates(vc_secret *s) {
+    int i, j;
+    for (i = 1; i < ALL_FORMS; i++)   /* one form to look for where two are the same */
+        for (j = 0; j < i; j++)
+            if (s->forms[i].len && s->forms[i].len == s->forms[j].len &&
+                memcmp(s->forms[i].data, s->forms[j].data, s->forms[i].len) == 0)
+                s->forms[i].len = 0;
+}
+
+vc_secret *vc_secret_new(const char *id, size_t id_len, const char *key, size_t key_len,
+                         const char *gateway_key, size_t gateway_key_len) {
     vc_secret *s = calloc(1, sizeof *s);
     vc_buffer *e;
     if (!s) return NULL;
@@ -76,10 +83,12 @@ vc_secret *vc_secret_new(const char *id, size_t id_len, const char *key, size_t 
     e = &s->envelope;
     if (vc_buffer_add(e, ",\"secretId\":", 12) || vc_json_string(id, id_len, vc_buffer_put, e) ||
         vc_buffer_add(e, ",\"secretKey\":", 13) || vc_json_string(key, key_len, vc_buffer_put, e) ||
-        vc_buffer_add(e, ",", 1) || make_forms(s, key, key_len)) {
+        vc_buffer_add(e, ",", 1) || make_forms(s->forms, key, key_len) ||
+        (gateway_key && make_forms(s->forms + FORMS, gateway_key, gateway_key_len))) {
         vc_secret_unref(s);
         return NULL;
     }
+    drop_duplicates(s);
     return s;
 }
 
@@ -92,7 +101,7 @@ void vc_secret_unref(vc_secret *s) {
     int i;
     if (!s || --s->refs > 0) return;
     vc_buffer_free(&s->envelope);
-    for (i = 0; i < FORMS; i++) {
+    for (i = 0; i < ALL_FORMS; i++) {
         s->forms[i].len = s->forms[i].cap;   /* a dropped duplicate still holds its bytes */
         vc_buffer_free(&s->forms[i]);
     }
@@ -107,25 +116,28 @@ const char *vc_secret_envelope(const vc_secret *s, size_t *len) {
 size_t vc_secret_longest_form(const vc_secret *s) {
     size_t longest = 0;
     int i;
-    for (i = 0; i < FORMS; i++)
+    for (i = 0; i < ALL_FORMS; i++)
         if (s->forms[i].len > longest) longest = s->forms[i].len;
     return longest;
 }
 
-/* The length of the form of the key that starts at p, or 0. */
+/* The length of the longest form of a key that starts at p, or 0 (the
+ * longest: one key may begin with the other). */
 static size_t form_at(const vc_secret *s, const char *p, size_t left) {
+    size_t longest = 0;
     int i;
-    for (i = 0; i < FORMS; i++) {
+    for (i = 0; i < ALL_FORMS; i++) {
         const vc_buffer *f = &s->forms[i];
-        if (f->len && f->len <= left && memcmp(p, f->data, f->len) == 0) return f->len;
+        if (f->len > longest && f->len <= left && memcmp(p, f->data, f->len) == 0)
+            longest = f->len;
     }
-    return 0;
+    return longest;
 }
 
 /* memmem: the key may follow a NUL byte, where strstr would stop looking. */
 static int has_form(const vc_secret *s, const char *text, size_t len) {
     int i;
-    for (i = 0; i < FORMS; i++)
+    for (i = 0; i < ALL_FORMS; i++)
         if (s->forms[i].len && memmem(text, len, s->forms[i].data, s->forms[i].len)) return 1;
     return 0;
 }

@@ -17,7 +17,6 @@
 #include <strings.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "vc.h"
 
 /* A body larger than this is not an answer of this API: stop reading. */
@@ -38,6 +37,7 @@ struct vc_transfer {
     void *owner;                   /* who is told when it ends; NULL while IDLE */
     CURL *easy;                    /* while RUNNING only: handles are pooled */
     vc_buffer body;                /* the request: holds the credentials */
+    struct curl_slist *headers;    /* this attempt's, signed for the gateway; NULL: the shared ones */
     vc_buffer response;            /* NUL-terminated once ENDED */
     FILE *sink;                    /* a download's file, else the body goes to response */
     CURLU *route;                  /* an API call's parsed URL (the client's) */
@@ -46,6 +46,7 @@ struct vc_transfer {
     CURLcode result;
     long status;
     int how;                       /* VC_REUSE or VC_FRESH_CONNECTION */
+    int sign;                      /* signed for the gateway (t->options.gateway) */
     int too_large, write_failed;   /* why on_body stopped it */
     curl_off_t received, max_download;   /* a download's bytes so far, and its limit */
     double started, ended;         /* vc_now() */
@@ -71,12 +72,6 @@ struct vc_transport {
     int nsockets, sockets_cap;
     double timer_due;              /* vc_now() when libcurl wants a timeout action; -1: none */
 };
-
-double vc_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- lists ------------------------------------------------------------- */
 
@@ -234,6 +229,7 @@ vc_transport *vc_transport_new(const vc_transport_options *o, const char **refus
 
 void vc_transfer_free(vc_transfer *x) {
     if (x->sink) fclose(x->sink);
+    curl_slist_free_all(x->headers);
     vc_buffer_free(&x->body);
     vc_buffer_free(&x->response);
     free(x);
@@ -339,15 +335,17 @@ static void submit(vc_transport *t, vc_transfer *x) {
 void vc_transport_post(vc_transport *t, vc_transfer *x, CURLU *url, int how) {
     x->route = url;
     x->how = how;
+    x->sign = t->options.gateway != NULL;
     submit(t, x);
 }
 
 /* The URL waits in the body buffer, which a GET does not use otherwise. */
-int vc_transport_get(vc_transport *t, vc_transfer *x, const char *url, FILE *sink) {
+int vc_transport_get(vc_transport *t, vc_transfer *x, const char *url, FILE *sink, int sign) {
     x->body.len = 0;
     if (vc_buffer_add(&x->body, url, strlen(url) + 1) != 0) return -1;
     x->sink = sink;
     x->how = VC_REUSE;
+    x->sign = sign && t->options.gateway;
     x->max_download = t->options.max_download;
     submit(t, x);
     return 0;
@@ -420,6 +418,9 @@ static CURLcode set_request(vc_transport *t, vc_transfer *x) {
         (r = curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, (long)(x->how == VC_FRESH_CONNECTION))) ||
         (r = curl_easy_setopt(e, CURLOPT_FORBID_REUSE, (long)(x->how == VC_FRESH_CONNECTION))))
         return r;
+    /* signed now, as it goes: a retry, or a request that waited its turn, is signed afresh */
+    if (x->sign && !(x->headers = vc_gateway_sign(t->options.gateway, x->route ? t->headers : NULL)))
+        return CURLE_OUT_OF_MEMORY;
     if (x->route) {   /* an API call: POST the body as JSON */
         curl_easy_setopt(e, CURLOPT_URL, NULL);
         curl_easy_setopt(e, CURLOPT_CURLU, x->route);
@@ -428,16 +429,17 @@ static CURLcode set_request(vc_transport *t, vc_transfer *x) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.len);
         /* an API answer is small: a 16 KiB read buffer per request is waste */
         curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers ? x->headers : t->headers);
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->options.timeout_ms);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 0L);
         curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
         return curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https");   /* never followed */
     }
-    /* A download: storage often redirects, never from https down to http. A
-     * stall as long as the client's timeout fails it, and so does the whole
-     * taking longer than download_timeout or passing max_download. */
+    /* A download: storage often redirects, never from https down to http;
+     * a signed one is not followed, so the signature stays on the endpoint's
+     * host. A stall as long as the client's timeout fails it, and so does
+     * the whole taking longer than download_timeout or passing max_download. */
     https = strncmp(x->body.data, "https://", 8) == 0;
     if ((r = curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https")) ||
         (r = curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, t->options.max_download)))
@@ -447,8 +449,8 @@ static CURLcode set_request(vc_transport *t, vc_transfer *x) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);   /* a pooled handle's last body is gone */
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)CURL_MAX_WRITE_SIZE);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, x->headers ? 0L : 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->options.download_timeout_ms);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -467,6 +469,8 @@ static void end(vc_transport *t, vc_transfer *x, CURLcode result) {
         x->easy = NULL;
         t->running--;
     }
+    curl_slist_free_all(x->headers);
+    x->headers = NULL;
     x->result = result;
     /* NUL-terminated, so the body can be read as a C string */
     if (vc_buffer_add(&x->response, "", 1) == 0) x->response.len--;
@@ -493,6 +497,8 @@ void vc_transport_recycle(vc_transport *t, vc_transfer *x) {
     }
     if (x->sink) fclose(x->sink);
     x->sink = NULL;
+    curl_slist_free_all(x->headers);
+    x->headers = NULL;
     vc_buffer_wipe(&x->body);
     if (x->response.cap > KEEP_RESPONSE) vc_buffer_free(&x->response);
     else vc_buffer_wipe(&x->response);

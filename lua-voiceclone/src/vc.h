@@ -3,7 +3,8 @@
  *
  * The layout: client.c, call.c (the Request in flight), job.c and model.c
  * each own one userdata type; secret.c keeps the credentials and scrubs
- * them from what comes back; download.c starts file transfers; loop.c
+ * them from what comes back; gateway.c signs requests for the API gateway
+ * (libcrypto); download.c starts file transfers; loop.c
  * gives the Lua scheduler and outside event loops what they wait on;
  * rules.c checks the documented rules and builds the wire payloads;
  * response.c turns answers into values or errors; transport.c and
@@ -75,6 +76,7 @@ void vc_wipe(void *p, size_t n);                             /* not optimised aw
 
 typedef struct vc_transport vc_transport;   /* private to transport.c */
 typedef struct vc_transfer vc_transfer;     /* one exchange; private too */
+typedef struct vc_gateway vc_gateway;       /* private to gateway.c */
 
 typedef struct vc_transport_options {
     long timeout_ms, connect_timeout_ms;
@@ -82,6 +84,7 @@ typedef struct vc_transport_options {
     curl_off_t max_download;                 /* bytes */
     int max_in_flight;
     int multiplex;                           /* https: share HTTP/2 connections */
+    const vc_gateway *gateway;               /* signs each attempt; NULL: none. Outlives t */
 } vc_transport_options;
 
 /* How a request goes: a CreateJob is never sent on a reused connection, so
@@ -113,8 +116,9 @@ void vc_transport_free(vc_transport *t, void (*orphan)(void *owner));
 vc_transfer *vc_transport_acquire(vc_transport *t, void *owner);
 vc_buffer *vc_transfer_body(vc_transfer *x);
 void vc_transport_post(vc_transport *t, vc_transfer *x, CURLU *url, int how);   /* POST the body */
-/* GET url into sink (which x owns from here); -1: out of memory, nothing taken. */
-int  vc_transport_get(vc_transport *t, vc_transfer *x, const char *url, FILE *sink);
+/* GET url into sink (which x owns from here), signed for the gateway if
+ * sign (and then no redirect is followed); -1: out of memory, nothing taken. */
+int  vc_transport_get(vc_transport *t, vc_transfer *x, const char *url, FILE *sink, int sign);
 int  vc_transfer_done(const vc_transfer *x);
 void vc_transfer_outcome(const vc_transfer *x, vc_outcome *out);
 int  vc_transfer_close_sink(vc_transfer *x);   /* 0, or -1 if the file failed */
@@ -138,7 +142,9 @@ int   vc_transport_sockets(const vc_transport *t, const struct pollfd **sockets)
 
 typedef struct vc_secret vc_secret;          /* reference-counted, wiped when freed */
 
-vc_secret *vc_secret_new(const char *id, size_t id_len, const char *key, size_t key_len);
+/* gateway_key: the API gateway's key, scrubbed too (NULL: none). */
+vc_secret *vc_secret_new(const char *id, size_t id_len, const char *key, size_t key_len,
+                         const char *gateway_key, size_t gateway_key_len);
 vc_secret *vc_secret_ref(vc_secret *s);
 void vc_secret_unref(vc_secret *s);          /* NULL is fine */
 /* ,"secretId":"..","secretKey":"..",  : what every body carries */
@@ -149,6 +155,29 @@ void vc_secret_scrub(lua_State *L, const vc_secret *s);
 void vc_secret_scrub_bytes(const vc_secret *s, char *text, size_t *len);
 size_t vc_secret_longest_form(const vc_secret *s);
 
+/* ---- gateway.c: the API gateway's key-pair signature (libcrypto) ------- */
+
+#define VC_SIGNATURE_SIZE 29                 /* Base64 of a SHA-1 HMAC, and its NUL */
+
+/* The gateway option of new, checked: pointers into Lua strings on the stack. */
+typedef struct vc_gateway_spec {
+    const char *id, *key, *source;
+    size_t key_len;
+} vc_gateway_spec;
+
+/* With the gateway table at idx: pushes three values and returns 0, or
+ * pushes nil, err ("invalid") and returns 2. */
+int vc_gateway_check(lua_State *L, int idx, vc_gateway_spec *spec);
+vc_gateway *vc_gateway_new(const char *id, const char *key, size_t key_len, const char *source);
+void vc_gateway_free(vc_gateway *g);         /* wipes the key; NULL is fine */
+/* A copy of base (may be NULL) with X-Date (now), Source and Authorization
+ * added; NULL if out of memory. */
+struct curl_slist *vc_gateway_sign(const vc_gateway *g, const struct curl_slist *base);
+int vc_gateway_same_origin(const char *endpoint, const char *url);
+int vc_hmac_sha1_base64(const char *key, size_t key_len, const char *message, size_t len,
+                        char out[VC_SIGNATURE_SIZE]);
+void vc_gateway_open(lua_State *L, int state);
+
 /* ---- client.c ---------------------------------------------------------- */
 
 typedef struct vc_client vc_client;
@@ -157,6 +186,9 @@ vc_client *vc_client_check(lua_State *L, int idx);   /* raises if closed */
 vc_transport *vc_client_transport(vc_client *c);
 vc_secret *vc_client_secret(vc_client *c);
 CURLU *vc_client_route(vc_client *c, const char *path);   /* NULL: out of memory */
+/* Whether a download of url carries the gateway's signature: only one to
+ * the endpoint's own scheme, host and port, of a client with a gateway. */
+int vc_client_signs(vc_client *c, const char *url);
 /* Pushes the client's table of Lua-side state (created by new). */
 void vc_client_push_table(lua_State *L, int idx);
 
@@ -212,6 +244,7 @@ int  vc_response_decode(lua_State *L, const vc_secret *secret, const vc_outcome 
 int  vc_response_table(lua_State *L, const vc_outcome *o, const char *where, const char *key);
 int  vc_response_fail(lua_State *L, const vc_outcome *o, int root, const char *fmt, ...);
 void vc_response_http_details(lua_State *L, const vc_outcome *o);   /* status, retryable, retry_after */
+const char *vc_response_kind(long status);   /* of a non-2xx answer: "auth" (401, 403) or "http" */
 void vc_response_normalize(lua_State *L, int idx, int depth);
 int  vc_response_transport_error(lua_State *L, const vc_outcome *o);
 long vc_utf8_length(const char *s, size_t len);   /* -1 if invalid */

@@ -49,6 +49,12 @@ static void push_state(lua_State *L) {
     lua_pop(L, 1);
 }
 
+double vc_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* core.now(): a monotonic clock in seconds, for deadlines. */
 static int core_now(lua_State *L) {
     lua_pushnumber(L, vc_now());
@@ -135,6 +141,7 @@ VC_EXPORT int luaopen_voiceclone_core(lua_State *L) {
     vc_client_open(L, 2);
     vc_call_open(L, 2);
     vc_download_open(L, 2);
+    vc_gateway_open(L, 2);
     vc_loop_open(L, 2);
     vc_record_functions(L);
     vc_job_open(L, 2);

@@ -31,7 +31,10 @@ local function env(name)
 end
 
 --- A client. Options left out come from VOICECLONE_SECRET_ID,
--- VOICECLONE_SECRET_KEY and VOICECLONE_ENDPOINT, else the published endpoint.
+-- VOICECLONE_SECRET_KEY and VOICECLONE_ENDPOINT, else the published endpoint;
+-- gateway (the API gateway's key pair) from VOICECLONE_GATEWAY_ID,
+-- VOICECLONE_GATEWAY_KEY and VOICECLONE_GATEWAY_SOURCE when either of the
+-- first two is set (gateway = false: none, whatever the environment says).
 -- The C core checks its own options (timeouts, limits, the endpoint); the
 -- retry policy (voiceclone/retry.lua) and on_request stay on this side.
 -- Returns the client, or nil and an "invalid" error.
@@ -44,6 +47,12 @@ function voiceclone.new(options)
   settings.secret_id = settings.secret_id or env "VOICECLONE_SECRET_ID"
   settings.secret_key = settings.secret_key or env "VOICECLONE_SECRET_KEY"
   settings.endpoint = settings.endpoint or env "VOICECLONE_ENDPOINT" or voiceclone.DEFAULT_ENDPOINT
+  if settings.gateway == nil and (env "VOICECLONE_GATEWAY_ID" or env "VOICECLONE_GATEWAY_KEY") then
+    settings.gateway = { secret_id = env "VOICECLONE_GATEWAY_ID", secret_key = env "VOICECLONE_GATEWAY_KEY",
+                         source = env "VOICECLONE_GATEWAY_SOURCE" }
+  elseif settings.gateway == false then
+    settings.gateway = nil
+  end
   local policy, err = retry.policy(settings.retry)
   if not policy then return nil, err end
   local on_request = settings.on_request

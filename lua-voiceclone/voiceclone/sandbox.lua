@@ -14,12 +14,14 @@
 -- Parts: voiceclone.httpd (event loop, HTTP), sandbox/validate.lua (request
 -- rules), sandbox/jobs.lua (jobs, models, persistence, callbacks),
 -- sandbox/work.lua (audio commands), sandbox/faults.lua (fault injection),
--- sandbox/util.lua (helpers).
+-- sandbox/gateway.lua (the API gateway's key-pair signature, with
+-- gateway_keys), sandbox/util.lua (helpers).
 local util = require "voiceclone.sandbox.util"
 local httpd = require "voiceclone.httpd"
 local jobs = require "voiceclone.sandbox.jobs"
 local validate = require "voiceclone.sandbox.validate"
 local faults = require "voiceclone.sandbox.faults"
+local gateway = require "voiceclone.sandbox.gateway"
 local compat = require "voiceclone.compat"
 
 local utf8 = compat.utf8
@@ -75,6 +77,13 @@ local OPTION_CHECKS = {
   fault_seed = function(v) return compat.math_type(v) == "integer" and v >= 0 end,
   slow_seconds = function(v) return type(v) == "number" and v >= 0 end,
   fault_log = function(v) return type(v) == "function" end,
+  gateway_keys = function(v)
+    if type(v) ~= "table" then return false end
+    for id, key in pairs(v) do
+      if type(id) ~= "string" or id == "" or type(key) ~= "string" or key == "" then return false end
+    end
+    return true
+  end,
 }
 
 local function env_or(name, default)
@@ -101,6 +110,15 @@ function sandbox.new(opts)
     if not rates then return nil, "sandbox.new: " .. err end
   end
   local fault_seed = opts.fault_seed or util.random_int(faults.MAX_SEED)
+  -- Behind a gateway: its signature is checked with the C core's HMAC.
+  local gateway_keys, hmac = nil, nil
+  if opts.gateway_keys and next(opts.gateway_keys) then
+    local ok, core = pcall(require, "voiceclone.core")
+    if not ok then
+      return nil, "sandbox.new: gateway_keys need the C core (voiceclone.core): " .. tostring(core)
+    end
+    gateway_keys, hmac = opts.gateway_keys, core.hmac_sha1_base64
+  end
   local self = setmetatable({
     host = opts.host or sandbox.DEFAULT_HOST,
     port = opts.port or sandbox.DEFAULT_PORT,
@@ -122,6 +140,8 @@ function sandbox.new(opts)
     fault_log = opts.fault_log or opts.log,
     fault_counts = {},
     fault_entries = {},  -- ring of encoded { seq, action, fault } for /_sandbox/faults
+    gateway_keys = gateway_keys,   -- { [id] = key }, or nil: requests need no signature
+    hmac = hmac,
     pid = util.pid(),
   }, Sandbox)
   for _, kind in ipairs(faults.KINDS) do self.fault_counts[kind] = 0 end
@@ -162,7 +182,9 @@ end
 local MASK_MIN_LENGTH = 6
 
 function Sandbox:_mask_text(text, extra)
-  for _, secret in ipairs({ self.secret_key, extra }) do
+  local secrets = { self.secret_key, extra or false }
+  for _, key in pairs(self.gateway_keys or {}) do secrets[#secrets + 1] = key end
+  for _, secret in ipairs(secrets) do
     if type(secret) == "string" and #secret >= MASK_MIN_LENGTH then
       text = util.replace_plain(text, secret, "***")
     end
@@ -279,6 +301,9 @@ function Sandbox:_api(req)
   end
   local body, derr = util.decode(req.body)
   self:_record(req, body)
+  -- the gateway refuses before the service sees anything
+  local refused = self:_gateway_refusal(req)
+  if refused then return refused end
   -- One draw per API request, in the order they arrive (see sandbox/faults.lua).
   local fault = self.injector:draw()
   if fault then
@@ -293,6 +318,15 @@ function Sandbox:_api(req)
   end
   if fault then faults.apply(fault, res, self.slow_seconds) end
   return res
+end
+
+-- With gateway keys: the gateway's 401 for a request not signed with one
+-- of them (why, in the log's note); else nil.
+function Sandbox:_gateway_refusal(req)
+  if not self.gateway_keys then return nil end
+  local why = gateway.refusal(self.gateway_keys, req.headers, os.time(), self.hmac)
+  if not why then return nil end
+  return json_response(401, util.encode({ message = gateway.MESSAGE }), "gateway: " .. why)
 end
 
 -- Count and log a fault: a line on the log, an entry for /_sandbox/faults.
@@ -409,7 +443,8 @@ local INSPECTION = {
 function Sandbox:_handle(req)
   local path = req.path
   if API_PATHS[path] then return self:_api(req) end
-  if path:sub(1, 7) == "/repos/" then return self:_repos(req) end
+  -- the repositories are served from the gateway's host too: signed as the API is
+  if path:sub(1, 7) == "/repos/" then return self:_gateway_refusal(req) or self:_repos(req) end
   if INSPECTION[path] then
     if req.method ~= "GET" then
       return self:_error(405, "MethodNotAllowed", path .. " takes GET only", nil, { Allow = "GET" })
@@ -458,8 +493,12 @@ function Sandbox:start()
   local host = self.host:find(":", 1, true) and ("[" .. self.host .. "]") or self.host
   self.url = string.format("http://%s:%d", host, self.port)
   if self.log then
-    self.log(string.format("listening on %s, data %s, secretId %s%s", self.url, self.data,
-      self.secret_id, self.any_credentials and " (any credentials accepted)" or ""))
+    local ids = {}
+    for id in pairs(self.gateway_keys or {}) do ids[#ids + 1] = id end
+    table.sort(ids)
+    self.log(string.format("listening on %s, data %s, secretId %s%s%s", self.url, self.data,
+      self.secret_id, self.any_credentials and " (any credentials accepted)" or "",
+      #ids > 0 and (", gateway ids " .. table.concat(ids, " ")) or ""))
   end
   return self
 end

@@ -20,6 +20,8 @@ global options (every command but sandbox; also before the command):
   --secret-id ID        default $VOICECLONE_SECRET_ID
   --secret-key KEY      default $VOICECLONE_SECRET_KEY; prefer the variable: arguments
                         are visible in ps. The key is never printed.
+                        Behind the API gateway's key-pair auth, requests are signed
+                        with $VOICECLONE_GATEWAY_ID, _KEY and _SOURCE (see the man page).
   --repositories TPL    where outputs are downloaded from (default $VOICECLONE_REPOSITORIES):
                         a URL template with {contentId} and {path}, e.g.
                         http://127.0.0.1:8600/repos/{contentId}/{path}
@@ -46,9 +48,13 @@ function options.secrets_in(args)
     if type(s) == "string" and #s >= SECRET_MIN_LENGTH then found[#found + 1] = s end
   end
   add(os.getenv("VOICECLONE_SECRET_KEY"))
+  add(os.getenv("VOICECLONE_GATEWAY_KEY"))
   for i, a in ipairs(args) do
     if a == "--secret-key" then add(args[i + 1]) end
     add(a:match("^%-%-secret%-key=(.*)$"))
+    -- the sandbox's --gateway-key ID:KEY
+    if a == "--gateway-key" then add((args[i + 1] or ""):match("^[^:]*:(.*)$")) end
+    add(a:match("^%-%-gateway%-key=[^:]*:(.*)$"))
   end
   return found
 end

@@ -19,6 +19,8 @@ local function settings_of(o)
   if o.audio and o.audio ~= "speech" and o.audio ~= "tone" then
     return nil, ("--audio must be speech or tone (got %q)"):format(o.audio)
   end
+  local gateway_keys, gerr = require("voiceclone.sandbox.gateway").parse_keys(o["gateway-key"] or {})
+  if not gateway_keys then return nil, gerr end
   local rates
   if o.faults then
     local err
@@ -32,6 +34,7 @@ local function settings_of(o)
     any_credentials = o["any-credentials"], log = o.verbose and stderr_log or nil, audio = o.audio,
     faults = rates, fault_seed = o["fault-seed"], slow_seconds = o["slow-seconds"],
     fault_log = rates and stderr_log or nil,   -- faults are logged, --verbose or not
+    gateway_keys = gateway_keys,
   }
 end
 
@@ -83,6 +86,9 @@ options:
   --secret-key KEY      accepted secretKey (default $VOICECLONE_SECRET_KEY or
                         sandbox-key; prefer the variable: arguments are visible in ps)
   --any-credentials     accept any non-empty secretId/secretKey pair
+  --gateway-key ID:KEY  act as the API gateway's key-pair auth (repeatable): API and
+                        /repos/ requests need X-Date, Source and an hmac-sha1
+                        Authorization signed with one of these keys, else a 401
   --faults SPEC         inject faults into API requests (the POSTs to /release/...),
                         each KIND=RATE a probability per request, e.g.
                         503=0.02,429=0.02,drop=0.02,reset=0.01,slow=0.01,truncate=0.01,html=0.01
@@ -101,11 +107,12 @@ options:
   -h, --help            show this help
 ]],
   options = {
-  host = "string", port = "integer", ["port-file"] = "string", data = "string",
-  latency = "number", ["queue-seconds"] = "number", ["work-seconds"] = "number", audio = "string",
-  ["secret-id"] = "string", ["secret-key"] = "string", ["any-credentials"] = "flag",
-  verbose = "flag", faults = "string", ["fault-seed"] = "integer", ["slow-seconds"] = "number",
-},
+    host = "string", port = "integer", ["port-file"] = "string", data = "string",
+    latency = "number", ["queue-seconds"] = "number", ["work-seconds"] = "number", audio = "string",
+    ["secret-id"] = "string", ["secret-key"] = "string", ["any-credentials"] = "flag",
+    verbose = "flag", faults = "string", ["fault-seed"] = "integer", ["slow-seconds"] = "number",
+    ["gateway-key"] = "list",
+  },
   run = function(ctx, o)
     local settings, problem = settings_of(o)
     if not settings then return ctx:usage(problem) end
