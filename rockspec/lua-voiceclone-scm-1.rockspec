@@ -18,7 +18,7 @@ description = {
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",   -- cjson.safe: the C core and the command (Debian: lua-cjson)
-  "luv",         -- the HTTP server of the sandbox and callbacks.listen, file system calls (Debian: lua-luv)
+  "luv",         -- the HTTP server of the sandbox and callbacks.listen, file system calls, running sox (Debian: lua-luv)
   "compat53",    -- utf8 and string.pack below Lua 5.3 (Debian: lua-compat53)
   "lua-term",    -- the command: is stderr a terminal (Debian: lua-term)
 }
@@ -52,6 +52,7 @@ build = {
     lib = { ["voiceclone.core"] = "build/luarocks/voiceclone/core.so" },
     lua = {
       ["voiceclone"] = "lua-voiceclone/voiceclone/init.lua",
+      ["voiceclone.audio"] = "lua-voiceclone/voiceclone/audio.lua",
       ["voiceclone.batch"] = "lua-voiceclone/voiceclone/batch.lua",
       ["voiceclone.callbacks"] = "lua-voiceclone/voiceclone/callbacks.lua",
       ["voiceclone.cli"] = "lua-voiceclone/voiceclone/cli/init.lua",

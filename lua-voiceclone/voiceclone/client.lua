@@ -9,6 +9,7 @@
 local core = require "voiceclone.core"
 local tasks = require "voiceclone.tasks"
 local retry = require "voiceclone.retry"
+local audio = require "voiceclone.audio"
 
 local Client = core.Client       -- the method table of voiceclone.Client
 local GENERATE, TRAIN = core.type.GENERATE, core.type.TRAIN
@@ -229,11 +230,19 @@ end
 -- file of its own beside dest and renames it to dest once whole: a file at
 -- dest is always whole, and a download that fails, is canceled or cut short
 -- leaves nothing behind. Yields inside a task. Returns dest, or nil and an error.
-function Client:download(url, dest)
+-- options.format ("wav", "ogg", "ulaw8k") converts the file with sox before
+-- it becomes dest, as atomically (voiceclone/audio.lua); without it dest
+-- holds the bytes as served.
+function Client:download(url, dest, options)
   if type(url) ~= "string" or type(dest) ~= "string" then
     error("bad arguments to 'download' (url and destination strings expected)", 2)
   end
-  return retry.call(self, core.download, self, url, dest)
+  local format, err = audio.option(options, "download")
+  if err then return nil, err end
+  if not format then return retry.call(self, core.download, self, url, dest) end
+  return audio.download(self, dest, format, function(path)
+    return retry.call(self, core.download, self, url, path)
+  end)
 end
 
 --- Tasks (voiceclone/tasks.lua): many calls in flight on one thread.

@@ -68,6 +68,20 @@ function compat.interpreter()
   return "lua" .. _VERSION:match("%d+%.%d+")
 end
 
+--- An object that calls fn() once it is collected (keep it referenced as
+-- long as fn must wait). 5.1 and LuaJIT run no __gc of a table: there it is
+-- a userdata from newproxy. Errors in fn are swallowed (a finalizer must
+-- not raise).
+function compat.on_collect(fn)
+  local function finalize() pcall(fn) end
+  local proxy = newproxy and newproxy(true)
+  if proxy then
+    getmetatable(proxy).__gc = finalize
+    return proxy
+  end
+  return setmetatable({}, { __gc = finalize })
+end
+
 ----------------------------------------------------------------------------
 -- pcall/xpcall that a task may yield through.
 --

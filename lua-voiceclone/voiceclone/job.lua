@@ -3,6 +3,7 @@
 -- job.state, job.outputs ...: C, record.c); fields never hide a method.
 local core = require "voiceclone.core"
 local retry = require "voiceclone.retry"
+local audio = require "voiceclone.audio"
 
 local Job = core.Job             -- the method table of voiceclone.Job
 local COMPLETED = core.state.COMPLETED
@@ -130,11 +131,14 @@ function Job:wait(options)
 end
 
 --- Downloads the first output's file (see job:result()) into dest, through
--- the client's repositories option. Returns dest, or nil and an error.
-function Job:download(dest)
+-- the client's repositories option; options.format converts it (see
+-- client:download). Returns dest, or nil and an error.
+function Job:download(dest, options)
   if type(dest) ~= "string" then
     error(("bad argument #1 to 'download' (string expected, got %s)"):format(type(dest)), 2)
   end
+  local _, ferr = audio.option(options, "download")   -- an unknown format: before anything else
+  if ferr then return nil, ferr end
   local result = self:result()
   if not (result and result.contentId and result.path) then
     return nil, core.error("invalid", ("job %s has no file to download (it is %s)"):format(
@@ -143,7 +147,7 @@ function Job:download(dest)
   local client = client_of(self, "download")
   local url, err = client:repository_url(result.contentId, result.path)
   if not url then return nil, err end
-  return client:download(url, dest)
+  return client:download(url, dest, options)
 end
 
 return Job
