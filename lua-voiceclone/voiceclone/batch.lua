@@ -20,6 +20,7 @@ local core = require "voiceclone.core"
 local cjson = require("cjson.safe").new()
 local compat = require "voiceclone.compat"
 local fs = require "voiceclone.fs"          -- through luv: no shell for pwd, ls, mkdir -p
+local audio = require "voiceclone.audio"    -- the downloads' audio_format (sox)
 
 local batch = {}
 
@@ -364,9 +365,10 @@ function Journal:lines_of(batch_id)
     if r.batch == batch_id and type(r.line) == "string" then
       local entry = known[r.line] or {}
       if r.job ~= nil and r.job ~= entry.job then
-        entry.state, entry.file, entry.output, entry.error = nil, nil, nil, nil   -- another job
+        -- another job
+        entry.state, entry.file, entry.output, entry.error, entry.format = nil, nil, nil, nil, nil
       end
-      for _, key in ipairs { "customId", "job", "state", "output", "file", "error" } do
+      for _, key in ipairs { "customId", "job", "state", "output", "file", "format", "error" } do
         if r[key] ~= nil then entry[key] = r[key] end
       end
       known[r.line] = entry
@@ -419,13 +421,14 @@ local function file_base(item)
   return safe_file_name(item.id) and item.id or item.custom_id:match("[^-]+$")
 end
 
--- A download killed midway leaves its temporary file (<file>.part-N):
--- those of this batch's lines go before a new run.
+-- A download or a conversion killed midway leaves its temporary files
+-- (<file>.part-PID-N, and <file>.part-PID-N.in and .out, with .part-... of
+-- their own while downloading): those of this batch's lines go before a new run.
 local function remove_partial_downloads(dir, items)
   local bases = {}
   for _, item in ipairs(items) do bases[file_base(item)] = true end
   for _, name in ipairs(fs.list(dir) or {}) do
-    local base = name:match("^(.-)%.%w+%.part%-%d+$")
+    local base = name:match("^(.-)%.%w+%.part%-%d[%d%-]*")
     if base and bases[base] then os.remove(dir .. "/" .. name) end
   end
 end
@@ -437,7 +440,7 @@ local function check_options(o)
   local allowed = {
     client = true, lines = true, format = true, model = true, content_id = true,
     destination = true, prefix = true, concurrency = true, journal = true, download = true,
-    wait_for_journal = true,
+    audio_format = true, wait_for_journal = true,
     batch_id = true, poll_interval = true, wait_timeout = true, on_progress = true,
     progress_interval = true, on_line = true,
   }
@@ -462,6 +465,14 @@ local function check_options(o)
     return core.error("invalid", ("concurrency: must be a whole number from 1 to %d")
       :format(batch.MAX_CONCURRENCY), { field = "concurrency" })
   end
+  if o.audio_format ~= nil then
+    if not o.download then
+      return core.error("invalid", "audio_format: converts the downloads: give download too",
+                        { field = "audio_format" })
+    end
+    local err = audio.check(o.audio_format, "audio_format")   -- unknown, or no sox: before any job
+    if err then return err end
+  end
   for _, key in ipairs { "poll_interval", "wait_timeout", "progress_interval" } do
     if o[key] ~= nil and (type(o[key]) ~= "number" or o[key] <= 0) then
       return core.error("invalid", key .. ": must be a positive number of seconds", { field = key })
@@ -481,6 +492,9 @@ end
 --                one run at a time: another run of it fails with a "locked" error
 --   wait_for_journal  wait for that run to end instead
 --   download     a directory: each line's audio is downloaded to <dir>/<line id>.<ext>
+--   audio_format "wav", "ogg" or "ulaw8k": the downloads converted with sox
+--                (see client:download; <ext> is then "ogg" or "wav"). A line
+--                downloaded before in another format is downloaded again
 --   batch_id     (default: a hash of the file's absolute path, the model and content_id)
 --   poll_interval first pause between GetJob polls (default 1 s, growing to 10 s)
 --   wait_timeout how long a line's job may take (default 3600 s)
@@ -624,7 +638,8 @@ function batch.run(o)
   end
 
   local function target_file(item, result)
-    local ext = result and result.voiceName and result.voiceName:match("%.(%w+)$") or "wav"
+    local ext = o.audio_format and audio.extension(o.audio_format)
+      or result and result.voiceName and result.voiceName:match("%.(%w+)$") or "wav"
     return o.download:gsub("/+$", "") .. "/" .. file_base(item) .. "." .. ext
   end
 
@@ -635,7 +650,7 @@ function batch.run(o)
       return nil, core.error("invalid", "download: this voiceclone core has no job:download",
                              { field = "download" })
     end
-    local ok, err = job:download(dest)
+    local ok, err = job:download(dest, { format = o.audio_format })
     if not ok then return nil, err end
     return dest
   end
@@ -645,7 +660,8 @@ function batch.run(o)
     if entry.customId ~= nil and entry.customId ~= item.custom_id then entry = {} end
     -- Done in an earlier run, as the journal says: nothing to ask the service.
     if entry.state == "COMPLETED" and entry.job
-        and (not o.download or (entry.file and file_exists(entry.file))) then
+        and (not o.download or (entry.file and file_exists(entry.file)
+                                and (entry.format or nil) == o.audio_format)) then
       stats.resumed = stats.resumed + 1
       finish(item, "completed", { job_id = entry.job, state = "COMPLETED", output = entry.output,
                                   file = entry.file, resumed = true })
@@ -685,7 +701,7 @@ function batch.run(o)
                                  error = error_fields(err) })
         return
       end
-      if not record(item, { job = job.id, file = file }) then return end
+      if not record(item, { job = job.id, file = file, format = o.audio_format or false }) then return end
     end
     finish(item, "completed", { job_id = job.id, state = "COMPLETED", output = output, file = file })
   end

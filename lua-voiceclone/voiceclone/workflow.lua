@@ -15,6 +15,7 @@ require "voiceclone.job"      -- wait, download
 require "voiceclone.tasks"    -- spawn, run, sleep
 local compat = require "voiceclone.compat"
 local fs = require "voiceclone.fs"          -- mkdir -p through luv
+local audio = require "voiceclone.audio"    -- the downloads' format (sox)
 
 local workflow = {}
 
@@ -51,7 +52,7 @@ end
 local TTS = "train_then_synthesize"
 local TTS_OPTIONS = {
   sample = true, model = true, epochs = true, lines = true, content_id = true,
-  destination = true, prefix = true, custom_id = true, download = true,
+  destination = true, prefix = true, custom_id = true, download = true, format = true,
   concurrency = true, on_progress = true, poll_interval = true, wait_timeout = true,
 }
 
@@ -104,6 +105,7 @@ local function check_tts(client, o)
   check_type(TTS, "prefix", o.prefix, "string")
   check_type(TTS, "custom_id", o.custom_id, "string")
   check_type(TTS, "download", o.download, "string")
+  check_type(TTS, "format", o.format, "string")
   check_type(TTS, "concurrency", o.concurrency, "number")
   check_type(TTS, "on_progress", o.on_progress, "function")
   check_type(TTS, "poll_interval", o.poll_interval, "number")
@@ -114,6 +116,11 @@ local function check_tts(client, o)
   if o.model == nil or o.model == "" then return nil, invalid("model", "is required") end
   if o.content_id == nil then return nil, invalid("content_id", "is required") end
   if o.lines == nil then return nil, invalid("lines", "is required") end
+  if o.format ~= nil then
+    if o.download == nil then return nil, invalid("format", "converts the downloads: give download too") end
+    local err = audio.check(o.format)   -- an unknown format, or no sox: before any job
+    if err then return nil, err end
+  end
   local c = o.concurrency
   if c ~= nil and (compat.math_type(c) ~= "integer" and c ~= math.huge or c < 1) then
     return nil, invalid("concurrency", "must be a whole number, at least 1")
@@ -223,6 +230,8 @@ end
 --   content_id    the repository receiving the audio (required)
 --   destination, prefix, custom_id   passed to every job
 --   download      a directory: each line's audio is saved there as <id>.wav
+--   format        "wav", "ogg" (saved as <id>.ogg) or "ulaw8k": the downloads
+--                 converted with sox (see client:download)
 --   concurrency   lines in flight at once (default 8)
 --   on_progress   fn(event), see README
 --   poll_interval, wait_timeout      job:wait's interval and timeout
@@ -272,7 +281,8 @@ function workflow.train_then_synthesize(client, options)
     if not done then return fail(r, werr) end
     r.path = job:result().path
     if o.download then
-      local file, derr = job:download(("%s/%s.wav"):format(o.download, tostring(r.id)))
+      local file, derr = job:download(("%s/%s.%s"):format(o.download, tostring(r.id),
+        o.format and audio.extension(o.format) or "wav"), { format = o.format })
       if not file then return fail(r, derr) end
       r.file = file
       on_progress { type = "downloaded", line = r, file = file }
