@@ -1,0 +1,418 @@
+-- Audio the host can play: downloads converted with sox (format = "wav",
+-- "ogg", "ulaw8k"), each result read back with soxi; atomic (a failed
+-- conversion leaves neither dest nor a temporary file); a clear error
+-- without sox; yielding inside tasks; the workflow and the batch take the
+-- format too. Through the public API, against a running sandbox.
+local voiceclone = require "voiceclone"
+local workflow = require "voiceclone.workflow"
+local batch = require "voiceclone.batch"
+local audio = require "voiceclone.audio"
+local fs = require "voiceclone.fs"
+local uv = require "luv"
+local helpers = require "support.helpers"
+
+local q = helpers.quote
+local FAST_AUDIO = { "--audio tone" }   -- the sandbox's tone: 22050 Hz mono 16-bit WAV
+
+-- What a test undoes after it, last first (busted keeps one `finally` a test).
+local undo = {}
+local function later(fn) undo[#undo + 1] = fn end
+local function undo_all()
+  for i = #undo, 1, -1 do undo[i]() end
+  undo = {}
+end
+
+local function tmpdir()
+  local path = helpers.tmpdir()
+  later(function() helpers.run("rm -rf " .. helpers.quote(path)) end)
+  return path
+end
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+local function files_in(dir)
+  local names = assert(fs.list(dir))
+  table.sort(names)
+  return names
+end
+
+-- What soxi reads in a file: { rate =, channels =, encoding =, type = }.
+local function soxi(path)
+  local out, ok = helpers.read_command(("soxi -r %s && soxi -c %s && soxi -e %s && soxi -t %s")
+    :format(q(path), q(path), q(path), q(path)))
+  assert(ok, "soxi cannot read " .. path .. ": " .. out)
+  local rate, channels, encoding, kind = out:match("^(%d+)\n(%d+)\n([^\n]+)\n([^\n]+)")
+  return { rate = tonumber(rate), channels = tonumber(channels), encoding = encoding, type = kind }
+end
+
+-- PATH with, first, a directory holding an executable `sox` made of this
+-- shell script.
+local function fake_sox(script)
+  local dir = tmpdir()
+  write_file(dir .. "/sox", "#!/bin/sh\n" .. script .. "\n")
+  assert(helpers.run("chmod +x " .. q(dir .. "/sox")))
+  return dir .. ":" .. os.getenv("PATH")
+end
+
+-- PATH for the rest of this test (sox is looked up there, as uv.spawn does).
+local function set_path(path)
+  local saved = os.getenv("PATH")
+  assert(uv.os_setenv("PATH", path))
+  later(function() uv.os_setenv("PATH", saved) end)
+end
+
+local REAL_SOX = "/usr/bin/sox"
+local SLOW_SOX = "sleep 0.5; exec " .. REAL_SOX .. ' "$@"'
+
+describe("download formats", function()
+  local sandbox, client, job, dir, saved_preload
+
+  lazy_setup(function()
+    -- sox is not ours to check: make test-asan's sanitizer preload is for this Lua only
+    saved_preload = os.getenv("LD_PRELOAD")
+    if saved_preload then uv.os_unsetenv("LD_PRELOAD") end
+    sandbox = helpers.start_sandbox(FAST_AUDIO)
+    client = helpers.client(sandbox, { repositories = sandbox.url .. "/repos/{contentId}/{path}" })
+    job = assert(client:synthesize { text = "play me", content_id = "repo" })
+    assert(job:wait { interval = 0.05 })
+  end)
+  lazy_teardown(function()
+    sandbox.stop()
+    if saved_preload then uv.os_setenv("LD_PRELOAD", saved_preload) end
+  end)
+  before_each(function() dir = tmpdir() end)
+  after_each(undo_all)
+
+  -- A client whose repositories function counts the downloads asked for.
+  local function counting_client()
+    local asked = { n = 0 }
+    local c = helpers.client(sandbox, { repositories = function(content_id, path)
+      asked.n = asked.n + 1
+      return ("%s/repos/%s/%s"):format(sandbox.url, content_id, path)
+    end })
+    return c, asked
+  end
+
+  it("gives each format as soxi reads it, under the caller's own file name", function()
+    local wav = assert(job:download(dir .. "/line.wav", { format = "wav" }))
+    assert.same({ rate = 22050, channels = 1, encoding = "Signed Integer PCM", type = "wav" }, soxi(wav))
+    local ogg = assert(job:download(dir .. "/line.ogg", { format = "ogg" }))
+    local info = soxi(ogg)
+    assert.equal("Vorbis", info.encoding)
+    assert.equal(22050, info.rate)
+    assert.equal(1, info.channels)
+    local ulaw = assert(job:download(dir .. "/line-8k.wav", { format = "ulaw8k" }))
+    assert.same({ rate = 8000, channels = 1, encoding = "u-law", type = "wav" }, soxi(ulaw))
+    -- the extension is the caller's: nothing is renamed
+    local odd = assert(client:download(client:repository_url("repo", job:result().path), dir .. "/voice.bin",
+                                       { format = "ogg" }))
+    assert.equal(dir .. "/voice.bin", odd)
+    assert.equal("Vorbis", soxi(odd).encoding)
+    -- a relative dest, even one that looks like an option
+    local cwd = uv.cwd()
+    uv.chdir(dir)
+    later(function() uv.chdir(cwd) end)
+    assert.equal("-n.wav", job:download("-n.wav", { format = "ulaw8k" }))
+    uv.chdir(cwd)
+    assert.equal("u-law", soxi(dir .. "/-n.wav").encoding)
+    assert.same({ "-n.wav", "line-8k.wav", "line.ogg", "line.wav", "voice.bin" }, files_in(dir))
+    -- and without a format, the bytes as the repository has them
+    assert(job:download(dir .. "/raw.wav", {}))
+    assert.equal(helpers.read_file(sandbox.data .. "/repos/repo/" .. job:result().path),
+                 helpers.read_file(dir .. "/raw.wav"))
+  end)
+
+  it("refuses an unknown format as 'invalid' before anything is downloaded", function()
+    local c, asked = counting_client()
+    local again = assert(c:get_job(job.id))
+    for _, format in ipairs { "mp3", "WAV", "", "ulaw" } do
+      local ok, err = again:download(dir .. "/x.wav", { format = format })
+      assert.is_nil(ok)
+      assert.equal("invalid", err.kind)
+      assert.equal("format", err.field)
+    end
+    local ok, err = again:download(dir .. "/x.wav", { fmt = "ogg" })
+    assert.is_nil(ok)
+    assert.same({ "invalid", "fmt" }, { err.kind, err.field })
+    -- client:download never reaches the URL: a closed port would say "network"
+    ok, err = c:download(("http://127.0.0.1:%d/a.wav"):format(helpers.closed_port()), dir .. "/x.wav",
+                         { format = "flac" })
+    assert.is_nil(ok)
+    assert.same({ "invalid", "format" }, { err.kind, err.field })
+    assert.equal(0, asked.n)
+    assert.same({}, files_in(dir))
+    assert.has_error(function() again:download(dir .. "/x.wav", { format = 8000 }) end)
+    assert.has_error(function() again:download(dir .. "/x.wav", "ogg") end)
+    assert.has_error(function() c:download("http://x/", dir .. "/x.wav", "ogg") end)
+  end)
+
+  it("without sox on PATH: a 'convert' error saying how to install it, nothing downloaded", function()
+    local c, asked = counting_client()
+    local again = assert(c:get_job(job.id))
+    set_path(tmpdir() .. ":/nonexistent")
+    local ok, err = again:download(dir .. "/x.ogg", { format = "ogg" })
+    assert.is_nil(ok)
+    assert.equal("convert", err.kind)
+    assert.equal("format", err.field)
+    assert.equal("ogg", err.format)
+    assert.is_false(err.retryable)
+    assert.matches("needs sox", tostring(err), 1, true)
+    assert.matches("apt-get install sox", tostring(err), 1, true)
+    ok, err = c:download(c:repository_url("repo", job:result().path), dir .. "/x.wav", { format = "ulaw8k" })
+    assert.is_nil(ok)
+    assert.same({ "convert", "format" }, { err.kind, err.field })
+    assert.equal(1, asked.n)   -- that repository_url call, by hand: nothing fetched
+    assert.same({}, files_in(dir))
+    -- an unknown format is still "invalid"
+    ok, err = again:download(dir .. "/x.ogg", { format = "mp3" })
+    assert.equal("invalid", err.kind)
+  end)
+
+  it("a broken download fails in sox: no dest, no temporary file, an earlier dest untouched", function()
+    write_file(sandbox.data .. "/repos/repo/broken.wav", "RIFF\0\0\0\0WAVEthis is no audio at all")
+    write_file(sandbox.data .. "/repos/repo/noise.wav", ("\1\2\3\4"):rep(1000))
+    local url = sandbox.url .. "/repos/repo/"
+    for _, name in ipairs { "broken.wav", "noise.wav" } do
+      for _, format in ipairs { "wav", "ogg", "ulaw8k" } do
+        local ok, err = client:download(url .. name, dir .. "/out.audio", { format = format })
+        assert.is_nil(ok)
+        assert.equal("convert", err.kind)
+        assert.equal("format", err.field)
+        assert.matches("sox could not convert the download to " .. format, tostring(err), 1, true)
+        assert.same({}, files_in(dir))
+      end
+    end
+    write_file(dir .. "/kept.wav", "the earlier file")
+    local ok, err = client:download(url .. "broken.wav", dir .. "/kept.wav", { format = "ogg" })
+    assert.is_nil(ok)
+    assert.equal("convert", err.kind)
+    assert.equal("the earlier file", helpers.read_file(dir .. "/kept.wav"))
+    assert.same({ "kept.wav" }, files_in(dir))
+    -- a failed download (404) leaves nothing either
+    ok, err = client:download(url .. "nothing.wav", dir .. "/none.ogg", { format = "ogg" })
+    assert.is_nil(ok)
+    assert.equal("http", err.kind)
+    assert.same({ "kept.wav" }, files_in(dir))
+    -- nor does a destination directory that does not exist
+    ok, err = job:download(dir .. "/no/such/dir/x.ogg", { format = "ogg" })
+    assert.is_nil(ok)
+    assert.same({ "invalid", "dest" }, { err.kind, err.field })
+  end)
+
+  it("a sox that writes half a file and fails leaves nothing under dest", function()
+    set_path(fake_sox('for last; do :; done; echo half a file > "$last"; '
+      .. 'echo "sox FAIL: out of luck" >&2; exit 3'))
+    local ok, err = job:download(dir .. "/line.ogg", { format = "ogg" })
+    assert.is_nil(ok)
+    assert.equal("convert", err.kind)
+    assert.equal(3, err.sox_status)
+    assert.matches("out of luck", tostring(err), 1, true)
+    assert.same({}, files_in(dir))
+  end)
+
+  it("a sox without the format says which package brings it", function()
+    set_path(fake_sox([[echo "sox FAIL formats: no handler for given file type \`ogg'" >&2; exit 2]]))
+    local ok, err = job:download(dir .. "/line.ogg", { format = "ogg" })
+    assert.is_nil(ok)
+    assert.equal("convert", err.kind)
+    assert.matches("libsox-fmt-base", tostring(err), 1, true)
+    assert.same({}, files_in(dir))
+  end)
+
+  it("a sox that takes too long is killed, and leaves nothing", function()
+    set_path(fake_sox("exec sleep 30"))
+    local limit = audio.TIME_LIMIT
+    audio.TIME_LIMIT = 0.3
+    later(function() audio.TIME_LIMIT = limit end)
+    local started = uv.hrtime()
+    local ok, err = job:download(dir .. "/line.wav", { format = "wav" })
+    assert.is_nil(ok)
+    assert.equal("convert", err.kind)
+    assert.matches("took more than", tostring(err), 1, true)
+    assert.is_true((uv.hrtime() - started) / 1e9 < 5)
+    assert.same({}, files_in(dir))
+  end)
+
+  it("inside tasks: several conversions at once while other tasks go on", function()
+    -- each sox waits (up to 5 s) until all four have started, then 0.3 s more
+    local marks = tmpdir()
+    set_path(fake_sox(("touch %s/$$; i=0; while [ $(ls %s | wc -l) -lt 4 ] && [ $i -lt 100 ]; do "
+      .. "sleep 0.05; i=$((i+1)); done; [ $i -lt 100 ] && echo together >>%s.log; sleep 0.3; exec %s \"$@\"")
+      :format(q(marks), q(marks), q(marks), REAL_SOX)))
+    later(function() os.remove(marks .. ".log") end)
+    local c = helpers.client(sandbox, { repositories = sandbox.url .. "/repos/{contentId}/{path}" })
+    local again = assert(c:get_job(job.id))
+    local list = {}
+    for i = 1, 4 do
+      list[i] = c:spawn(function()
+        return again:download(("%s/task%d.ogg"):format(dir, i), { format = "ogg" })
+      end)
+    end
+    local ticks, calls = 0, 0
+    c:spawn(function()
+      while not (list[1].done and list[2].done and list[3].done and list[4].done) do
+        ticks = ticks + 1
+        c:sleep(0.01)
+      end
+    end)
+    c:spawn(function()   -- API calls go on too
+      for _ = 1, 5 do
+        assert(c:get_job(job.id))
+        calls = calls + 1
+      end
+    end)
+    assert.is_true(c:run(30))
+    for i = 1, 4 do
+      assert.is_true(list[i].ok, tostring(list[i].error))
+      assert.equal(("%s/task%d.ogg"):format(dir, i), list[i].results[1], tostring(list[i].results[2]))
+      assert.equal("Vorbis", soxi(list[i].results[1]).encoding)
+    end
+    assert.equal(("together\n"):rep(4), helpers.read_file(marks .. ".log"))   -- all four at once
+    assert.is_true(ticks >= 10, "the ticking task ran " .. ticks .. " times")
+    assert.equal(5, calls)
+    assert.same({ "task1.ogg", "task2.ogg", "task3.ogg", "task4.ogg" }, files_in(dir))
+  end)
+
+  it("outside a task, waits for sox (blocking)", function()
+    set_path(fake_sox(SLOW_SOX))
+    local started = uv.hrtime()
+    assert.equal(dir .. "/b.wav", job:download(dir .. "/b.wav", { format = "ulaw8k" }))
+    assert.is_true((uv.hrtime() - started) / 1e9 >= 0.5)
+    assert.equal(8000, soxi(dir .. "/b.wav").rate)
+  end)
+
+  it("a task canceled while sox runs leaves no temporary file, and no sox", function()
+    local pid_file = helpers.tmpname()
+    set_path(fake_sox("echo $$ > " .. q(pid_file) .. "; exec sleep 30"))
+    local c = helpers.client(sandbox, { repositories = sandbox.url .. "/repos/{contentId}/{path}" })
+    local again = assert(c:get_job(job.id))
+    local task = c:spawn(function() return again:download(dir .. "/c.ogg", { format = "ogg" }) end)
+    helpers.wait_for("sox to start", function()
+      c:step()
+      return helpers.read_file(pid_file)
+    end)
+    local pid = helpers.read_file(pid_file):match("%d+")
+    assert.is_true(#files_in(dir) >= 2)   -- the download and the conversion under way
+    task:cancel()
+    task = nil
+    helpers.wait_for("the temporaries to go", function()
+      c:step()            -- the timers let go of the canceled task...
+      collectgarbage()    -- ...and its coroutine is collected
+      collectgarbage()
+      return #files_in(dir) == 0
+    end)
+    helpers.wait_for("sox to be killed", function()
+      uv.run("nowait")    -- reaps it
+      return helpers.read_file("/proc/" .. pid .. "/status") == nil
+    end)
+    os.remove(pid_file)
+  end)
+
+  describe("workflow.train_then_synthesize", function()
+    local lines = { { id = "one", text = "first line" }, { id = "two", text = "second line" } }
+
+    it("converts each line's download (format), named for it", function()
+      local results, summary = workflow.train_then_synthesize(client, {
+        model = "default", lines = lines, content_id = "repo", download = dir, format = "ogg",
+        poll_interval = 0.05,
+      })
+      assert.is_table(results, tostring(summary))
+      assert.equal(2, summary.completed)
+      for i, r in ipairs(results) do
+        assert.equal(("%s/%s.ogg"):format(dir, lines[i].id), r.file)
+        assert.equal("Vorbis", soxi(r.file).encoding)
+      end
+      results = assert(workflow.train_then_synthesize(client, {
+        model = "default", lines = lines, content_id = "repo", download = dir, format = "ulaw8k",
+        poll_interval = 0.05,
+      }))
+      assert.equal(dir .. "/one.wav", results[1].file)
+      assert.equal("u-law", soxi(results[1].file).encoding)
+      assert.same({ "one.ogg", "one.wav", "two.ogg", "two.wav" }, files_in(dir))
+    end)
+
+    it("refuses a bad format, or no sox, before any job", function()
+      local before = helpers.last_seq(sandbox)
+      local ok, err = workflow.train_then_synthesize(client, {
+        model = "default", lines = lines, content_id = "repo", download = dir, format = "mp3" })
+      assert.is_nil(ok)
+      assert.same({ "invalid", "format" }, { err.kind, err.field })
+      ok, err = workflow.train_then_synthesize(client, {
+        model = "default", lines = lines, content_id = "repo", format = "ogg" })
+      assert.same({ "invalid", "format" }, { err.kind, err.field })
+      assert.has_error(function()
+        workflow.train_then_synthesize(client, { model = "default", lines = lines, content_id = "repo",
+                                                 download = dir, format = true })
+      end)
+      set_path("/nonexistent")
+      ok, err = workflow.train_then_synthesize(client, {
+        model = "default", lines = lines, content_id = "repo", download = dir, format = "ogg" })
+      assert.is_nil(ok)
+      assert.same({ "convert", "format" }, { err.kind, err.field })
+      assert.equal(before, helpers.last_seq(sandbox))
+    end)
+  end)
+
+  describe("batch.run", function()
+    local lines = { { id = "b1", text = "batch line one" }, { id = "b2", text = "batch line two" } }
+
+    it("converts each line's download (audio_format), and journals it", function()
+      local journal = dir .. "/lines.journal"
+      local out = dir .. "/out"
+      assert(fs.mkdir_p(out))
+      -- what a killed conversion left: swept before the run
+      write_file(out .. "/b1.wav.part-99999-3.in", "x")
+      write_file(out .. "/b1.wav.part-99999-4.out.part-99999-5", "x")
+      write_file(out .. "/b2.ogg.part-99999-7", "x")
+      write_file(out .. "/other.wav.part-99999-8.in", "not this batch's")
+      local summary = assert(batch.run { client = client, lines = lines, content_id = "repo",
+        download = out, audio_format = "ulaw8k", journal = journal, poll_interval = 0.05 })
+      assert.equal(2, summary.completed)
+      for i, line in ipairs(summary.lines) do
+        assert.equal(("%s/%s.wav"):format(out, lines[i].id), line.file)
+        assert.same({ rate = 8000, channels = 1, encoding = "u-law", type = "wav" }, soxi(line.file))
+      end
+      assert.same({ "b1.wav", "b2.wav", "other.wav.part-99999-8.in" }, files_in(out))
+      -- run again: done, in that format
+      summary = assert(batch.run { client = client, lines = lines, content_id = "repo",
+        download = out, audio_format = "ulaw8k", journal = journal, poll_interval = 0.05 })
+      assert.equal(2, summary.resumed)
+      -- in another format: downloaded again, as .ogg
+      summary = assert(batch.run { client = client, lines = lines, content_id = "repo",
+        download = out, audio_format = "ogg", journal = journal, poll_interval = 0.05 })
+      assert.equal(0, summary.resumed)
+      assert.equal(2, summary.completed)
+      assert.equal(out .. "/b1.ogg", summary.lines[1].file)
+      assert.equal("Vorbis", soxi(out .. "/b1.ogg").encoding)
+      -- and as the service gives it: downloaded again too
+      summary = assert(batch.run { client = client, lines = lines, content_id = "repo",
+        download = out, journal = journal, poll_interval = 0.05 })
+      assert.equal(0, summary.resumed)
+      assert.equal(helpers.read_file(sandbox.data .. "/repos/repo/" .. summary.lines[1].output:match(":(.*)")),
+                   helpers.read_file(summary.lines[1].file))
+    end)
+
+    it("refuses a bad audio_format, or no sox, before any job", function()
+      local before = helpers.last_seq(sandbox)
+      local ok, err = batch.run { client = client, lines = lines, content_id = "repo", download = dir,
+                                  audio_format = "mp3", journal = false }
+      assert.is_nil(ok)
+      assert.same({ "invalid", "audio_format" }, { err.kind, err.field })
+      ok, err = batch.run { client = client, lines = lines, content_id = "repo", audio_format = "ogg",
+                            journal = false }
+      assert.same({ "invalid", "audio_format" }, { err.kind, err.field })
+      set_path("/nonexistent")
+      ok, err = batch.run { client = client, lines = lines, content_id = "repo", download = dir,
+                            audio_format = "ogg", journal = false }
+      assert.is_nil(ok)
+      assert.same({ "convert", "audio_format" }, { err.kind, err.field })
+      assert.equal(before, helpers.last_seq(sandbox))
+      assert.is_table(voiceclone)
+    end)
+  end)
+end)
