@@ -313,6 +313,35 @@ describe("download formats", function()
     os.remove(pid_file)
   end)
 
+  it("in callbacks.listen's on_job, while libuv's loop runs, converts by yielding to that loop", function()
+    local callbacks = require "voiceclone.callbacks"
+    local c = helpers.client(sandbox, { repositories = sandbox.url .. "/repos/{contentId}/{path}" })
+    local file, err
+    local acted = callbacks.listen {
+      client = c, once = true, duration = 30,
+      on_listen = function(url)
+        assert(c:synthesize { text = "called back", content_id = "repo", callback = url })
+      end,
+      on_job = function(j) file, err = j:download(dir .. "/hook.ogg", { format = "ogg" }) end,
+    }
+    assert.equal(1, acted)
+    assert.equal(dir .. "/hook.ogg", file, tostring(err))
+    assert.equal("Vorbis", soxi(file).encoding)
+    assert.same({ "hook.ogg" }, files_in(dir))
+  end)
+
+  it("raises outside a task inside a luv callback, where it could not wait for sox", function()
+    local timer, ok, message = uv.new_timer(), nil, nil
+    timer:start(0, 0, function()
+      ok, message = pcall(job.download, job, dir .. "/x.ogg", { format = "ogg" })
+      timer:close()
+    end)
+    while ok == nil do uv.run("once") end
+    assert.is_false(ok)
+    assert.matches("in a task of the client", message, 1, true)
+    assert.same({}, files_in(dir))
+  end)
+
   describe("workflow.train_then_synthesize", function()
     local lines = { { id = "one", text = "first line" }, { id = "two", text = "second line" } }
 
