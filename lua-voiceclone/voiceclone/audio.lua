@@ -42,6 +42,7 @@ local NAMES = "wav, ogg or ulaw8k"
 audio.TIME_LIMIT = 600        -- seconds sox may take before it is killed
 local POLL_FIRST, POLL_MAX = 0.002, 0.05   -- seconds between looks at sox, inside a task
 local MAX_MESSAGE = 2000      -- bytes of sox's stderr kept for the error
+local STDERR_GRACE = 0.5      -- seconds stderr may stay open once sox has exited
 local FILE_MODE = 420         -- 0644 (Lua 5.1 has no octal literals)
 
 local INSTALL = "install it (Debian, Ubuntu: apt-get install sox; Ogg Vorbis comes with "
@@ -139,19 +140,40 @@ end
 ----------------------------------------------------------------------------
 -- Running sox
 
--- Starts sox; returns the run { exited, eof, code, signal, stderr = {...} },
--- or nil and luv's message.
+-- Starts sox, filling run { exited, eof, code, signal, timed_out, stderr =
+-- {...} }; returns run, or nil and luv's message. Every callback here only
+-- takes note and closes handles (a luv callback must not raise). The run is
+-- over once sox has exited and its stderr has ended, or STDERR_GRACE
+-- seconds after the exit (something sox started may hold stderr open).
 local function start(sox, args, run)
   run.stderr = {}
-  local pipe = uv.new_pipe(false)
-  local process, err = uv.spawn(sox, { args = args, stdio = { nil, nil, pipe } },
-    function(code, signal)   -- luv callbacks must not raise: these only take note
-      run.code, run.signal, run.exited = code, signal, true
-      if run.process then run.process:close() end
-      if run.timer then run.timer:close() end
+  local pipe, timer = uv.new_pipe(false), uv.new_timer()
+  local function close_timer()
+    if not run.timer_closed then
+      run.timer_closed = true
+      timer:close()
+    end
+  end
+  local function end_stderr()
+    if not run.eof then
+      run.eof = true
+      pipe:read_stop()
+      pipe:close()
+    end
+  end
+  local process, err = uv.spawn(sox, { args = args, stdio = { nil, nil, pipe } }, function(code, signal)
+    run.code, run.signal, run.exited = code, signal, true
+    run.process:close()
+    timer:stop()
+    if run.eof then return close_timer() end
+    timer:start(math.floor(STDERR_GRACE * 1000), 0, function()
+      end_stderr()
+      close_timer()
     end)
+  end)
   if not process then
     pipe:close()
+    timer:close()
     return nil, err
   end
   run.process = process
@@ -159,14 +181,12 @@ local function start(sox, args, run)
     if data and not rerr then
       local kept = run.stderr
       if #table.concat(kept) < MAX_MESSAGE then kept[#kept + 1] = data end
-    else
-      run.eof = true
-      pipe:close()
+      return
     end
+    end_stderr()
+    if run.exited then close_timer() end
   end)
-  -- the time limit, watched from the loop like the rest
-  run.timer = uv.new_timer()
-  run.timer:start(math.floor(audio.TIME_LIMIT * 1000), 0, function()
+  timer:start(math.floor(audio.TIME_LIMIT * 1000), 0, function()   -- the time limit
     if not run.exited then
       run.timed_out = true
       run.process:kill("sigkill")
