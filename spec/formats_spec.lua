@@ -457,4 +457,83 @@ describe("download formats", function()
       assert.is_table(voiceclone)
     end)
   end)
+  describe("the command's --format", function()
+    local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."
+
+    -- Runs `voiceclone ARGS` against the sandbox: { status =, out =, err = };
+    -- path: the PATH it runs with (the interpreter is found before).
+    local function voiceclone(args, path)
+      local lua = helpers.read_command("command -v " .. helpers.LUA):match("%S+")
+      local out, err = helpers.tmpname(), helpers.tmpname()
+      local _, _, status = helpers.run(("cd %s && env VOICECLONE_ENDPOINT=%s VOICECLONE_SECRET_ID=%s "
+        .. "VOICECLONE_SECRET_KEY=%s VOICECLONE_REPOSITORIES=%s %s %s scripts/voiceclone %s >%s 2>%s")
+        :format(q(ROOT), q(sandbox.url), q(helpers.SECRET_ID), q(helpers.SECRET_KEY),
+          q(sandbox.url .. "/repos/{contentId}/{path}"), path and ("PATH=" .. q(path)) or "", lua, args,
+          q(out), q(err)))
+      local result = { status = status, out = helpers.read_file(out) or "", err = helpers.read_file(err) or "" }
+      os.remove(out)
+      os.remove(err)
+      return result
+    end
+
+    it("say, convert and download convert what they download", function()
+      local r = voiceclone(("say 'Download me as Ogg' --content-id repo --wait --poll-interval 0.05 "
+        .. "--download %s --format ogg"):format(q(dir .. "/say.ogg")))
+      assert.equal(0, r.status, r.err)
+      assert.equal("Vorbis", soxi(dir .. "/say.ogg").encoding)
+      r = voiceclone(("convert --url %s --content-id repo --wait --poll-interval 0.05 --download %s "
+        .. "--format ulaw8k"):format(q(sandbox.url .. "/repos/repo/" .. job:result().path),
+        q(dir .. "/convert.wav")))
+      assert.equal(0, r.status, r.err)
+      assert.same({ rate = 8000, channels = 1, encoding = "u-law", type = "wav" }, soxi(dir .. "/convert.wav"))
+      r = voiceclone(("download %s --out %s --format wav --json"):format(job.id, q(dir .. "/download.wav")))
+      assert.equal(0, r.status, r.err)
+      assert.equal(dir .. "/download.wav", helpers.decode(r.out).file)
+      assert.equal("Signed Integer PCM", soxi(dir .. "/download.wav").encoding)
+      assert.same({ "convert.wav", "download.wav", "say.ogg" }, files_in(dir))
+    end)
+
+    it("batch --format (and --format csv still reads LINES as CSV)", function()
+      local lines = write_file(dir .. "/lines.csv", "id,text\nc1,first\nc2,second\n")
+      local r = voiceclone(("batch %s --content-id repo --poll-interval 0.05 --progress none --download %s "
+        .. "--format ogg"):format(q(lines), q(dir .. "/out")))
+      assert.equal(0, r.status, r.out .. r.err)
+      assert.same({ "c1.ogg", "c2.ogg" }, files_in(dir .. "/out"))
+      assert.equal("Vorbis", soxi(dir .. "/out/c1.ogg").encoding)
+      local odd = write_file(dir .. "/lines.txt", "id,text\nd1,third\n")   -- no extension to go by
+      r = voiceclone(("batch %s --content-id repo --poll-interval 0.05 --progress none --download %s "
+        .. "--format csv --json"):format(q(odd), q(dir .. "/csv")))
+      assert.equal(0, r.status, r.out .. r.err)
+      assert.same({ "d1.wav" }, files_in(dir .. "/csv"))
+    end)
+
+    it("an unknown format is a usage error (2), no sox a local one (4), before any job", function()
+      local before = helpers.last_seq(sandbox)
+      for _, args in ipairs {
+        "say hi --content-id repo --download " .. q(dir .. "/x.ogg") .. " --format mp3",
+        "say hi --content-id repo --format ogg",   -- no --download
+        "convert --url http://x/a.wav --content-id repo --download " .. q(dir .. "/x.ogg") .. " --format OGG",
+        "download " .. job.id .. " --out " .. q(dir .. "/x.ogg") .. " --format flac",
+        "batch " .. q(write_file(dir .. "/l.csv", "id,text\n1,a\n")) .. " --content-id repo --download "
+          .. q(dir .. "/out") .. " --format mp3",
+      } do
+        local r = voiceclone(args)
+        assert.equal(2, r.status, args .. ": " .. r.err)
+        assert.matches("format", r.err, 1, true)
+      end
+      local nowhere = tmpdir()
+      for _, args in ipairs {
+        "say hi --content-id repo --download " .. q(dir .. "/x.ogg") .. " --format ogg",
+        "download " .. job.id .. " --out " .. q(dir .. "/x.ogg") .. " --format ogg",
+        "batch " .. q(dir .. "/l.csv") .. " --content-id repo --download " .. q(dir .. "/out")
+          .. " --format ogg --progress none",
+      } do
+        local r = voiceclone(args, nowhere)
+        assert.equal(4, r.status, args .. ": " .. r.err)
+        assert.matches("apt-get install sox", r.err, 1, true)
+      end
+      assert.equal(before, helpers.last_seq(sandbox))
+      assert.same({ "l.csv" }, files_in(dir))
+    end)
+  end)
 end)

@@ -47,6 +47,7 @@ describe("the README's command line", function()
       local wav = helpers.read_file(dir .. "/" .. name)
       assert.equal("RIFF", wav and wav:sub(1, 4), name)
     end
+    assert.equal("OggS", (helpers.read_file(dir .. "/again.ogg") or ""):sub(1, 4))   -- --format ogg
     assert.matches('"contentId":"game"', out, 1, true)
     assert.matches("batch %x+: 2 lines, 2 completed, 0 failed", out)
     assert.matches("listening on http://127.0.0.1:8700", out, 1, true)

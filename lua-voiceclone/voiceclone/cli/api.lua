@@ -167,10 +167,26 @@ function api.wait_for(ctx, job, o, states)
                     on_update = note }
 end
 
---- Downloads a COMPLETED job's output to dest (the option `flag` named it).
-function api.download(ctx, job, dest, flag)
+-- --format, in say, convert, download and batch.
+api.FORMAT_USAGE = [[
+  --format F            convert the download with sox: wav, ogg (Ogg Vorbis) or ulaw8k
+                        (8 kHz mono u-law WAV); the file keeps its name
+]]
+
+--- nil when o.format (if any) can be made; else the exit status, reported
+-- before anything is sent: a usage error, or no sox (4).
+function api.check_format(ctx, o, missing_download)
+  if o.format == nil then return nil end
+  if missing_download then return ctx:usage("--format converts the download: give " .. missing_download) end
+  local err = require("voiceclone.audio").check(o.format)
+  if err then return ctx:fail(err) end
+end
+
+--- Downloads a COMPLETED job's output to dest (the option `flag` named it),
+-- converted to format if given.
+function api.download(ctx, job, dest, flag, format)
   ctx.flags.dest = flag
-  local file, err = job:download(dest)
+  local file, err = job:download(dest, { format = format })
   if not file and type(err) == "table" and err.kind == "invalid" and err.field == "repositories" then
     err = { kind = "invalid", field = "repositories", message = api.NO_REPOSITORIES }
   end
@@ -214,6 +230,8 @@ function api.run_job(ctx, o, submit)
   if problem then return ctx:usage(problem) end
   local download_to = o.download
   if download_to and not api.repositories_of(o) then return ctx:usage(api.NO_REPOSITORIES) end
+  problem = api.check_format(ctx, o, not download_to and "--download")
+  if problem then return problem end
   local client, status = api.client(ctx, o)
   if not client then return status end
   for field, flag in pairs(api.JOB_FLAGS) do ctx.flags[field] = ctx.flags[field] or flag end
@@ -230,7 +248,7 @@ function api.run_job(ctx, o, submit)
   local file
   if download_to then
     local derr
-    file, derr = api.download(ctx, job, download_to, "--download")
+    file, derr = api.download(ctx, job, download_to, "--download", o.format)
     if not file then return ctx:fail(derr, { job = api.job(job), states = states }) end
   end
   if ctx.json_output then

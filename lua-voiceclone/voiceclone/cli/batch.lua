@@ -73,6 +73,8 @@ options:
                         path, the model and the content id)
   --input-format F      csv or jsonl (default: detected; old spelling:
                         --format csv|jsonl)
+]] .. api.FORMAT_USAGE:gsub("the download", "each download"):gsub("the file keeps its name",
+  "DIR/<line id>.ogg for ogg") .. [[
 ]] .. api.WAIT_USAGE:gsub("default 600[^)]*%)", "default 3600)") .. [[
   --progress MODE       auto (a live bar when stderr is a terminal, else a
                         plain line every 5 s), bar, plain or none; on stderr
@@ -100,10 +102,16 @@ written.
     if concurrency < 1 or concurrency > batch.MAX_CONCURRENCY then
       return ctx:usage(("--concurrency must be 1 to %d"):format(batch.MAX_CONCURRENCY))
     end
-    local input_format = o["input-format"] or (INPUT_FORMATS[o.format or ""] and o.format)
-    if (input_format and not INPUT_FORMATS[input_format]) or (o.format and not INPUT_FORMATS[o.format]) then
+    -- --format: the downloads' (wav, ogg, ulaw8k), or LINES' in its old spelling (csv, jsonl)
+    local audio_format = not INPUT_FORMATS[o.format or ""] and o.format or nil
+    local input_format = o["input-format"] or (not audio_format and o.format or nil)
+    if input_format and not INPUT_FORMATS[input_format] then
       return ctx:usage("--input-format must be csv or jsonl")
     end
+    if audio_format and not o.download then
+      return ctx:usage("--format converts the downloads: give --download")
+    end
+    ctx.flags.audio_format = "--format"
     local problem = options.zero(o, { "poll-interval", "wait-timeout" })
     if problem then return ctx:usage(problem) end
     if o.download and not api.repositories_of(o) then return ctx:usage(api.NO_REPOSITORIES) end
@@ -128,7 +136,7 @@ written.
     local summary, err = batch.run {
       client = client, lines = lines, model = o.model, content_id = o["content-id"],
       destination = o.destination, prefix = o.prefix, concurrency = concurrency,
-      journal = o.journal or (path .. ".journal"), download = o.download,
+      journal = o.journal or (path .. ".journal"), download = o.download, audio_format = audio_format,
       batch_id = o["batch-id"] or batch.default_id(path, o.model, o["content-id"]),
       poll_interval = o["poll-interval"], wait_timeout = o["wait-timeout"],
       on_progress = progress, wait_for_journal = o["wait-for-journal"] or nil,

@@ -59,7 +59,7 @@ exit status:
   2  usage: a bad command line, no credentials, or a request breaking a
      documented rule (nothing was sent)
   3  network failure or timeout (or a retryable service error): try again
-  4  a local file could not be read or written
+  4  a local file could not be read or written, or a download converted (--format: no sox)
 
 ]] .. options.GLOBAL_USAGE
 end

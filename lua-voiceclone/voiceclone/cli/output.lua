@@ -14,7 +14,7 @@ output.EXIT = {
   FAILED = 1,    -- a job ended ERROR/CANCELED, a batch line failed, the service refused
   USAGE = 2,     -- bad command line, missing credentials, a request breaking a documented rule
   NETWORK = 3,   -- network failure, timeout, or a retryable service error: try again later
-  LOCAL = 4,     -- a local file could not be read or written
+  LOCAL = 4,     -- a local file could not be read or written, or a download converted (--format)
 }
 local EXIT = output.EXIT
 
@@ -83,7 +83,10 @@ function output.status_for(err)
   if type(err) ~= "table" then return EXIT.FAILED end
   local kind = err.kind
   -- a file that cannot be written (download's dest) is a local failure
-  if kind == "local" or (kind == "invalid" and err.field == "dest") then return EXIT.LOCAL end
+  -- so is a download that cannot be converted (no sox, sox failing)
+  if kind == "local" or kind == "convert" or (kind == "invalid" and err.field == "dest") then
+    return EXIT.LOCAL
+  end
   if kind == "invalid" then return EXIT.USAGE end
   if kind == "network" or kind == "timeout" or err.retryable then return EXIT.NETWORK end
   return EXIT.FAILED
@@ -147,9 +150,10 @@ end
 -- required"); the command's user typed a flag: "--content-id is required".
 function Context:message(err)
   local text = message_of(err)
-  if type(err) == "table" and err.kind == "invalid" and type(err.field) == "string" then
+  local named = type(err) == "table" and (err.kind == "invalid" or err.kind == "convert")
+  if named and type(err.field) == "string" then
     local rest = tostring(err.message):match("^" .. err.field:gsub("%p", "%%%0") .. ": (.*)$")
-    if rest then return self:flag(err.field) .. " " .. rest end
+    if rest then return self:flag(err.field) .. (err.kind == "invalid" and " " or ": ") .. rest end
   end
   return text
 end

@@ -30,11 +30,12 @@ options:
   --prefix P            prefix of the output file name (under 20 characters)
 ]] .. api.JOB_OPTIONS_USAGE .. [[
   --download FILE       wait, then download the audio to FILE (needs --repositories)
+]] .. api.FORMAT_USAGE .. [[
 
 ]] .. options.GLOBAL_USAGE,
   options = api.job_options {
     text = "string", model = "string", ["content-id"] = "string", destination = "string",
-    prefix = "string", download = "string",
+    prefix = "string", download = "string", format = "string",
   },
   max_args = 1,
   run = function(ctx, o, args)
