@@ -22,11 +22,12 @@ helpers.LUA_VERSION = helpers.LUA:find("luajit", 1, true) and "5.1"
 helpers.SYSTEM_CPATH = "/usr/lib/x86_64-linux-gnu/lua/" .. helpers.LUA_VERSION .. "/?.so"
 
 helpers.SECRET_ID = "spec-id"
---- The key the whole suite runs with: one the secret watch can recognise in
--- every form (spec/support/secret_watch.lua), each of them different: "/"
--- is escaped by JSON encoders such as lua-cjson ("\/") and URL-encoded,
--- "+" URL-encoded, "&" URL-encoded and HTML-escaped. Quote it in a command.
-helpers.SECRET_KEY = "vc-SECRET/key+7f3a&9c"
+--- The key the whole suite runs with: one the secret watch recognises in
+-- every form (spec/support/secret_watch.lua), each of them different: '"'
+-- is JSON-escaped, URL-encoded and HTML-escaped; "/" escaped by JSON
+-- encoders such as lua-cjson ("\/") and URL-encoded ("%2F", "%2f"); "+"
+-- URL-encoded; "&" URL-encoded and HTML-escaped. Quote it in a command.
+helpers.SECRET_KEY = [[vc-SECRET/key+7f3a&9c"4e]]
 watch.add_key(helpers.SECRET_KEY, "helpers.SECRET_KEY")
 
 local function tmpname()

@@ -95,6 +95,14 @@ end
 
 --- Watches key too (from now on). A key too short to recognise is recorded
 -- as a gap instead, with where it came from.
+function Watch:remove_key(key)
+  if not self.keys[key] then return end
+  self.keys[key] = nil
+  for i, k in ipairs(self.key_list) do
+    if k == key then table.remove(self.key_list, i) break end
+  end
+end
+
 function Watch:add_key(key, label)
   if type(key) ~= "string" or key == "" or self.keys[key] then return end
   if #key < watch.MIN_KEY_LENGTH then
@@ -300,19 +308,22 @@ do
 end
 watch.PCALL_YIELDS = pcall_yields
 
--- The chunk every wrapper is made from; one line, so that any position in
--- it reads WHERE. The function is called as a field of its own name, so a C
--- function's argument errors still say "bad argument #1 to 'name'". Its
--- results go to done() through a tail call: no table is made for them.
+-- The chunk every wrapper is made from, NAME its function's name; one line,
+-- so that any position in it reads WHERE. The function is called as the
+-- field NAME of a table (a constant key), so a C function's argument errors
+-- still say "bad argument #1 to 'NAME'"; and not as a tail call, so error()'s
+-- levels find `call` where they found the caller (finish puts the caller's
+-- position back). Results go on through tail calls: no table is made.
 local CHUNK_NAME = "=(secret watch)"
 local WHERE = "(secret watch):1: "
 local WRAPPER_SOURCE = table.concat({
-  "local M, name, self, label, before, pcall_yields, running, done = ...",
-  "local function call(...) return M[name](...) end",
+  "local M, self, label, before, pcall_yields, running, done = ...",
+  "local function pass(...) return ... end",
+  "local function call(...) return pass(M.NAME(...)) end",
   "return function(...)",
   "  self.counts.calls = self.counts.calls + 1",
   "  if before then before(self, ...) end",
-  "  if not pcall_yields and running() then return done(self, label, true, M[name](...)) end",
+  "  if not pcall_yields and running() then return done(self, label, true, call(...)) end",
   "  return done(self, label, pcall(call, ...))",
   "end",
 }, " ")
@@ -374,6 +385,9 @@ local load_chunk = loadstring or load
 -- Wrappers made by this process, whichever instance made them.
 local wrapper_of = setmetatable({}, { __mode = "k" })   -- function -> wrapper
 
+--- Whether f is a wrapper (of any instance).
+function watch.is_wrapper(f) return originals[f] ~= nil end
+
 --- A wrapper of f (labelled `label` in reports) that scans all f returns or
 -- raises and passes everything through. before(watch, ...), if given, sees
 -- the arguments first.
@@ -382,8 +396,8 @@ function Watch:wrap(f, label, name, before)
   local cached = wrapper_of[f]
   if cached then return cached end
   name = type(name) == "string" and name:find("^[%a_][%w_]*$") and name or "f"
-  local make = assert(load_chunk(WRAPPER_SOURCE, CHUNK_NAME))
-  local w = make({ [name] = f }, name, self, label, before, pcall_yields,
+  local make = assert(load_chunk((WRAPPER_SOURCE:gsub("NAME", name)), CHUNK_NAME))
+  local w = make({ [name] = f }, self, label, before, pcall_yields,
     function() return (coroutine.running()) ~= nil end, done)
   originals[w] = f
   wrapper_of[f] = w
@@ -521,9 +535,14 @@ end
 -- Where printing goes: print, io.write (to the standard output), and the
 -- write method of io.stdout and io.stderr; what the commands io.popen starts
 -- output (their handles' read and lines).
+-- What the hooks pass on to: the functions they replaced (the self-test
+-- swaps them to keep its canary off the terminal).
+watch.raw = {}
+
 local function hook_output(self)
   local stdout, stderr = io.stdout, io.stderr
-  local print_, write_, popen_ = print, io.write, io.popen
+  local raw = watch.raw
+  raw.print, raw.write, raw.popen = print, io.write, io.popen
   local popened = setmetatable({}, { __mode = "k" })   -- handle -> its command (masked when shown)
 
   print = function(...)    -- luacheck: ignore (the global, on purpose)
@@ -531,7 +550,7 @@ local function hook_output(self)
     local parts = {}
     for i = 1, n do parts[i] = tostring((select(i, ...))) end
     self:output(table.concat(parts, "\t"), "print()")
-    return print_(...)
+    return raw.print(...)
   end
   io.write = function(...)
     if io.output() == stdout then
@@ -540,16 +559,17 @@ local function hook_output(self)
         if type(v) == "string" then self:output(v, "io.write()") end
       end
     end
-    return write_(...)
+    return raw.write(...)
   end
   io.popen = function(command, ...)
-    local r = pack(popen_(command, ...))
+    local r = pack(raw.popen(command, ...))
     if r[1] then popened[r[1]] = tostring(command) end
     return unpack(r, 1, r.n)
   end
 
   local methods = debug.getmetatable(stdout).__index
-  local write, read, lines = methods.write, methods.read, methods.lines
+  raw.file_write, raw.file_read, raw.file_lines = methods.write, methods.read, methods.lines
+  local read, lines = methods.read, methods.lines
   local function what(f) return "the output of " .. (popened[f] or "?"):sub(1, 120) end
   methods.write = function(f, ...)
     if f == stdout or f == stderr then
@@ -558,7 +578,7 @@ local function hook_output(self)
         if type(v) == "string" then self:output(v, f == stdout and "io.stdout:write()" or "io.stderr:write()") end
       end
     end
-    return write(f, ...)
+    return raw.file_write(f, ...)
   end
   methods.read = function(f, ...)
     if not popened[f] then return read(f, ...) end
