@@ -145,11 +145,14 @@ function Watch:check_string(s, where, at)
     for _, form in ipairs(self.keys[key].forms) do
       local found = s:find(form.text, 1, true)
       if found then
-        local from, to = math.max(1, found - 30), math.min(#s, found + #form.text + 29)
+        -- the text around it, every key in it masked first (a cut never shows a piece)
+        local masked = self:mask(s)
+        local label = masked:find("<key:", 1, true) or 1
+        local snippet = masked:sub(math.max(1, label - 30), label + 60)
         if at ~= nil then where = ("%s, at %s"):format(where, tostring(at)) end
         self.leaks[#self.leaks + 1] = {
           where = where, form = form.name, key = self.keys[key].label, context = self.context,
-          snippet = (("%q"):format(s:sub(from, to)):gsub("\\\n", "\\n")),
+          snippet = (("%q"):format(snippet):gsub("\\\n", "\\n")),
         }
         return   -- one leak a string is enough to tell
       end
