@@ -1,8 +1,10 @@
 /*
  * The credentials. They travel in every request body, so they live in C
  * memory only: the JSON-escaped envelope every body shares, and the forms
- * in which a server may quote the key back (raw, JSON-, URL- and
- * HTML-escaped), to scrub it from anything that reaches Lua.
+ * in which a server may quote the key back (raw; JSON-escaped as we write it
+ * and with "/" as "\/" as lua-cjson, PHP and others write it; URL-encoded
+ * with upper- and lowercase hex; HTML-escaped), to scrub it from anything
+ * that reaches Lua.
  *
  * Reference-counted: the client holds one reference and each request being
  * read holds one, so a client closed by a finalizer in the middle of reading
@@ -14,7 +16,7 @@
 #include <string.h>
 #include "vc.h"
 
-enum { RAW, JSON, URL, HTML, FORMS };
+enum { RAW, JSON, JSON_SLASH, URL, URL_LOWER, HTML, FORMS };
 
 struct vc_secret {
     int refs;
@@ -22,8 +24,7 @@ struct vc_secret {
     vc_buffer forms[FORMS];        /* empty when the same as an earlier form */
 };
 
-static int put_url(vc_buffer *b, const char *s, size_t len) {
-    static const char hex[] = "0123456789ABCDEF";
+static int put_url(vc_buffer *b, const char *s, size_t len, const char *hex) {
     size_t i;
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -55,10 +56,22 @@ static int put_json(vc_buffer *b, const char *s, size_t len) {
     return 0;
 }
 
+/* The JSON form with every "/" written "\/", as many encoders do. */
+static int put_json_slash(vc_buffer *b, const vc_buffer *json) {
+    size_t i;
+    for (i = 0; i < json->len; i++)
+        if (json->data[i] == '/' ? vc_buffer_add(b, "\\/", 2) : vc_buffer_add(b, &json->data[i], 1))
+            return -1;
+    return 0;
+}
+
 static int make_forms(vc_secret *s, const char *key, size_t len) {
     int i, j;
     if (vc_buffer_add(&s->forms[RAW], key, len) || put_json(&s->forms[JSON], key, len) ||
-        put_url(&s->forms[URL], key, len) || put_html(&s->forms[HTML], key, len))
+        put_json_slash(&s->forms[JSON_SLASH], &s->forms[JSON]) ||
+        put_url(&s->forms[URL], key, len, "0123456789ABCDEF") ||
+        put_url(&s->forms[URL_LOWER], key, len, "0123456789abcdef") ||
+        put_html(&s->forms[HTML], key, len))
         return -1;
     for (i = 1; i < FORMS; i++)   /* one form to look for where two are the same */
         for (j = 0; j < i; j++)
