@@ -124,7 +124,7 @@ describe("callbacks.handler", function()
     local _, port = probe:getsockname()
     probe:close()                                     -- nobody listens there now
     local offline = assert(voiceclone.new { endpoint = "http://127.0.0.1:" .. port,
-                                            secret_id = "a", secret_key = "b", timeout = 2 })
+                                            secret_id = "a", secret_key = helpers.SECRET_KEY, timeout = 2 })
     local calls, on_job = recorder()
     local status = callbacks.handler(offline, on_job)(forged("00000000-0000-4000-8000-000000000001"))
     assert.equal(503, status)

@@ -70,7 +70,7 @@ describe("a call", function()
   it("keeps a JSON null inside an array in its place, as voiceclone.null", function()
     local server = helpers.start_misbehaving_server()
     local client = assert(voiceclone.new { endpoint = server.url_for("null_items"),
-                                           secret_id = "id", secret_key = "key" })
+                                           secret_id = "id", secret_key = helpers.SECRET_KEY })
     local job = assert(client:get_job("j-9"))
     server.stop()
     assert.equal(2, #job.inputs)

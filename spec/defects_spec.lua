@@ -215,6 +215,32 @@ describe("defects of the C core review", function()
     assert.same({}, leaks)
   end)
 
+  it("5b: the suite's key is in no error either: its \"/\" JSON-escaped as \"\\/\" (lua-cjson, PHP), "
+    .. "URL-encoded with lowercase hex", function()
+    -- every form of helpers.SECRET_KEY differs (spec/support/secret_watch.lua)
+    local forms = require("support.secret_watch").forms(helpers.SECRET_KEY)
+    local leaks = {}
+    for _, form in ipairs { "json", "uescape", "html", "url", "urllower", "nul", "nulu" } do
+      for _, where in ipairs { "http", "api", "apijob", "page" } do
+        local case = form .. "_" .. where
+        local client = client_of(server.url_for("key_" .. case))
+        local job, err = client:get_job("j-1")
+        client:close()
+        assert.is_nil(job, case)
+        for what, text in pairs { message = err.message, code = err.code, request_id = err.request_id,
+                                  tostring = tostring(err) } do
+          for _, f in ipairs(forms) do
+            if type(text) == "string" and text:find(f.text, 1, true) then
+              leaks[#leaks + 1] = ("%s: the %s form in err.%s"):format(case, f.name, what)
+            end
+          end
+        end
+      end
+    end
+    table.sort(leaks)
+    assert.same({}, leaks)
+  end)
+
   it("6: a secret id, key or endpoint with a NUL byte is invalid", function()
     invalid(settings(sandbox.url, { secret_id = "spec\0id" }), "secret_id")
     invalid(settings(sandbox.url, { secret_key = "spec-key\0-0123456789abcdef" }), "secret_key")

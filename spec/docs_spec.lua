@@ -78,7 +78,7 @@ end
 
 describe("the reference", function()
   local core = require "voiceclone.core"
-  local Task = getmetatable(require("voiceclone").new { secret_id = "a", secret_key = "b" }
+  local Task = getmetatable(require("voiceclone").new { secret_id = "a", secret_key = helpers.SECRET_KEY }
     :spawn(function() end))
 
   -- Every public function, at run time, and the file that must document it.

@@ -15,7 +15,7 @@ describe("the embedding example", function()
       .. "LUA_CPATH='%s' %s "
       .. "lua-voiceclone/examples/embed/game.lua %s %s %s 200 60 >'%s' 2>&1")
       :format(helpers.SYSTEM_CPATH, os.getenv("VOICECLONE_EMBED_HOST") or "build/lua5.4/embed-host",
-        sandbox.url, helpers.SECRET_ID, helpers.SECRET_KEY, out))
+        sandbox.url, helpers.quote(helpers.SECRET_ID), helpers.quote(helpers.SECRET_KEY), out))
     local report = helpers.read_file(out)
     os.remove(out)
     print(report)

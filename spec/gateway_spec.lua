@@ -350,7 +350,7 @@ describe("the API gateway's key-pair auth", function()
 
   describe("the gateway option", function()
     local function invalid(gateway)
-      local c, err = voiceclone.new { secret_id = "a", secret_key = "b", gateway = gateway }
+      local c, err = voiceclone.new { secret_id = "a", secret_key = helpers.SECRET_KEY, gateway = gateway }
       assert.is_nil(c)
       assert.equal("invalid", err.kind)
       assert_table_hidden(err, "an invalid error")
@@ -375,22 +375,23 @@ describe("the API gateway's key-pair auth", function()
     end)
 
     it("raises for wrong types, as new's other options do", function()
-      assert.has_error(function() voiceclone.new { secret_id = "a", secret_key = "b", gateway = "x" } end)
+      assert.has_error(function() voiceclone.new { secret_id = "a", secret_key = helpers.SECRET_KEY, gateway = "x" } end)
       assert.has_error(function()
-        voiceclone.new { secret_id = "a", secret_key = "b", gateway = { secret_id = 1, secret_key = "k" } }
+        voiceclone.new { secret_id = "a", secret_key = helpers.SECRET_KEY,
+                         gateway = { secret_id = 1, secret_key = "gateway-key-of-a-wrong-id" } }
       end)
     end)
 
     it("is released with its client: many made and closed, twice", function()
       for _ = 1, 200 do
-        local c = assert(voiceclone.new { secret_id = "a", secret_key = "b", gateway = GATEWAY })
+        local c = assert(voiceclone.new { secret_id = "a", secret_key = helpers.SECRET_KEY, gateway = GATEWAY })
         assert_hidden(tostring(c), "tostring(client)")
         c:close()
         c:close()
         assert_hidden(tostring(c), "tostring(closed client)")
       end
       local weak = setmetatable({}, { __mode = "v" })
-      weak[1] = assert(voiceclone.new { secret_id = "a", secret_key = "b", gateway = GATEWAY })
+      weak[1] = assert(voiceclone.new { secret_id = "a", secret_key = helpers.SECRET_KEY, gateway = GATEWAY })
       collectgarbage()
       collectgarbage()
       assert.is_nil(weak[1])

@@ -200,7 +200,7 @@ describe("a voice model", function()
   end)
 
   it("reports a failed page through the iterator", function()
-    local broken = helpers.client(sandbox, { secret_key = "wrong" })
+    local broken = helpers.client(sandbox, { secret_key = "wrong-key-0123456789" })
     local results = {}
     for model, err in broken:models() do results[#results + 1] = { model, err } end
     assert.equal(1, #results)

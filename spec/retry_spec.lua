@@ -115,7 +115,7 @@ describe("the retry policy", function()
 
   it("retries a connection that fails, and a timeout", function()
     local client = assert(voiceclone.new { endpoint = "http://127.0.0.1:" .. helpers.closed_port(),
-      secret_id = "id", secret_key = "key", retry = { attempts = 3, base_delay = 0.01 } })
+      secret_id = "id", secret_key = helpers.SECRET_KEY, retry = { attempts = 3, base_delay = 0.01 } })
     local ok, err = client:list_models()
     assert.is_nil(ok)
     assert.equal("network", err.kind)
@@ -172,7 +172,7 @@ describe("the retry policy", function()
       { { max_delay = "1" }, "retry.max_delay" }, { "often", "retry" },
     } do
       local client, err = voiceclone.new { endpoint = "http://127.0.0.1:9", secret_id = "a",
-                                           secret_key = "b", retry = bad[1] }
+                                           secret_key = helpers.SECRET_KEY, retry = bad[1] }
       assert.is_nil(client)
       assert.equal("invalid", err.kind)
       assert.equal(bad[2], err.field)

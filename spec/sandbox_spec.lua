@@ -9,8 +9,16 @@ local json = require("cjson.safe").new()
 local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."
 package.path = ROOT .. "/lua-voiceclone/?.lua;" .. ROOT .. "/lua-voiceclone/?/init.lua;" .. package.path
 local compat = require "voiceclone.compat"
-local LUA = require("support.helpers").LUA   -- the suite's interpreter, for the sandboxes
-local SECRET_ID, SECRET_KEY = "sandbox-id", "sandbox-key"
+local helpers = require "support.helpers"
+local watch = require "support.secret_watch"
+local LUA = helpers.LUA   -- the suite's interpreter, for the sandboxes
+-- The suite's credentials (a key the secret watch recognises), and as the
+-- JSON text of a body; the wrong keys sent are watched too.
+local SECRET_ID, SECRET_KEY = helpers.SECRET_ID, helpers.SECRET_KEY
+local ID_JSON, KEY_JSON = assert(json.encode(SECRET_ID)), assert(json.encode(SECRET_KEY))
+local WRONG_KEY, OTHER_WRONG_KEY = "wrong-key-0123456789", "a-wrong-secret"
+watch.add_key(WRONG_KEY, "a wrong key sandbox_spec sends")
+watch.add_key(OTHER_WRONG_KEY, "a wrong key sandbox_spec sends")
 
 ----------------------------------------------------------------------------
 -- Helpers
@@ -45,9 +53,11 @@ local function command_output(cmd)
 end
 
 -- Start `scripts/voiceclone sandbox` as a child; returns {url, port, pid, data}.
+-- Its log is scanned by the secret watch once stopped.
 local function start_sandbox(data, args)
-  local cmd = string.format("exec %s %s sandbox --port 0 --data %s --verbose %s 2>>%s",
-    LUA, q(ROOT .. "/scripts/voiceclone"), q(data), args or "", q(data .. ".log"))
+  local cmd = string.format("exec %s %s sandbox --port 0 --data %s --secret-id %s --secret-key %s --verbose %s 2>>%s",
+    LUA, q(ROOT .. "/scripts/voiceclone"), q(data), q(SECRET_ID), q(SECRET_KEY), args or "", q(data .. ".log"))
+  watch.scan_file_later(data .. ".log", "the log of a sandbox of sandbox_spec")
   local pipe = assert(io.popen(clean(cmd), "r"))
   local line = pipe:read("*l")
   assert(line, "the sandbox did not start; see " .. data .. ".log")
@@ -55,7 +65,7 @@ local function start_sandbox(data, args)
   assert(url, "unexpected first line: " .. line)
   return {
     url = url, port = tonumber(url:match(":(%d+)$")), pid = pid, data = dir,
-    pipe = pipe, line = line,
+    pipe = pipe, line = line, log = data .. ".log",
   }
 end
 
@@ -64,6 +74,7 @@ local function stop_sandbox(sb)
     sh("kill " .. sb.pid)
     sb.pipe:close()
     sb.pipe = nil
+    watch.scan_file(sb.log, "the log of a sandbox of sandbox_spec")
   end
 end
 
@@ -77,7 +88,9 @@ local function request(method, url, body, headers)
     source = body and ltn12.source.string(body) or nil,
     sink = ltn12.sink.table(chunks),
   })
-  return status, table.concat(chunks), res_headers
+  local text = table.concat(chunks)
+  watch.output(text, "the sandbox's answer to " .. method .. " " .. url)
+  return status, text, res_headers
 end
 
 local function post_json(sb, path, text, content_type)
@@ -400,7 +413,7 @@ describe("voiceclone sandbox", function()
   describe("credentials and routing", function()
     it("answers 401 AuthFailure for wrong credentials", function()
       local status, code = rejected(api(sb, "ListModels", "listModelsRequest", {},
-        { secret_key = "wrong-key" }))
+        { secret_key = WRONG_KEY }))
       assert.are.equal(401, status)
       assert.are.equal("AuthFailure", code)
       status, code = rejected(api(sb, "GetJob", "getJobRequest", { id = "x" },
@@ -411,13 +424,13 @@ describe("voiceclone sandbox", function()
 
     it("answers 400 for missing or empty common fields", function()
       local status, body = post_json(sb, "/release/job",
-        '{"action":"ListJobs","secretId":"sandbox-id","listJobsRequest":{"customId":"x"}}')
+        '{"action":"ListJobs","secretId":' .. ID_JSON .. ',"listJobsRequest":{"customId":"x"}}')
       local _, code, message = rejected(status, body)
       assert.are.equal(400, status)
       assert.are.equal("InvalidParameter", code)
       assert.matches("secretKey", message, 1, true)
       status, body = post_json(sb, "/release/job",
-        '{"action":"","secretId":"sandbox-id","secretKey":"sandbox-key"}')
+        '{"action":"","secretId":' .. ID_JSON .. ',"secretKey":' .. KEY_JSON .. '}')
       assert.are.equal(400, status)
       assert.are.equal("InvalidParameter", select(2, rejected(status, body)))
     end)
@@ -558,7 +571,7 @@ describe("voiceclone sandbox", function()
           .. '"smartContentDescriptor":{"voiceCloning":{"type":1,"modelName":"default"}}}]', "" },
       }
       for _, case in ipairs(cases) do
-        local text = '{"action":"CreateJob","secretId":"sandbox-id","secretKey":"sandbox-key",'
+        local text = '{"action":"CreateJob","secretId":' .. ID_JSON .. ',"secretKey":' .. KEY_JSON .. ','
           .. '"createJobRequest":{' .. case[1] .. ',"customId":"refused"}}'
         local status, code, message = rejected(post_json(sb, "/release/job", text))
         assert.are.equal(400, status, case[1])
@@ -783,9 +796,10 @@ describe("voiceclone sandbox", function()
       assert.is_true(#all > 0)
       local last = all[#all].seq
       -- a key hidden in escapes and in free text is masked as well
-      post_json(sb, "/release/job", '{"action":"ListJobs","secretId":"sandbox-id",'
-        .. '"secretKey":"sandbox\\u002dkey","listJobsRequest":{"customId":"sandbox-key"}}')
-      api(sb, "GetJob", "getJobRequest", { id = "x" }, { secret_key = "a-wrong-secret" })
+      local escaped = KEY_JSON:gsub("%-", "\\u002d")   -- "\u002d" for each "-"
+      post_json(sb, "/release/job", '{"action":"ListJobs","secretId":' .. ID_JSON .. ','
+        .. '"secretKey":' .. escaped .. ',"listJobsRequest":{"customId":' .. KEY_JSON .. '}}')
+      api(sb, "GetJob", "getJobRequest", { id = "x" }, { secret_key = OTHER_WRONG_KEY })
       _, body = request("GET", sb.url .. "/_sandbox/requests?since=" .. last)
       local recent = json.decode(body)
       assert.are.equal(2, #recent)
@@ -795,19 +809,19 @@ describe("voiceclone sandbox", function()
         assert.are.equal("POST", r.method)
         assert.are.equal("/release/job", r.path)
         assert.are.equal("application/json", r.headers["content-type"])
-        assert.is_nil(r.body:find("sandbox-key", 1, true))
-        assert.is_nil(r.body:find("sandbox\\u002dkey", 1, true))
-        assert.is_nil(r.body:find("a-wrong-secret", 1, true))
+        assert.is_nil(r.body:find(SECRET_KEY, 1, true))
+        assert.is_nil(r.body:find(escaped:sub(2, -2), 1, true))
+        assert.is_nil(r.body:find(OTHER_WRONG_KEY, 1, true))
         assert.matches('"secretKey":"***"', r.body, 1, true)
-        assert.matches('"secretId":"sandbox-id"', r.body, 1, true)
+        assert.matches('"secretId":' .. ID_JSON, r.body, 1, true)
       end
-      assert.is_nil(body:find("sandbox-key", 1, true))
+      assert.is_nil(body:find(SECRET_KEY, 1, true))
       -- and the whole log never holds the key
       _, body = request("GET", sb.url .. "/_sandbox/requests")
-      assert.is_nil(body:find("sandbox-key", 1, true))
+      assert.is_nil(body:find(SECRET_KEY, 1, true))
       local log = read_file(data .. ".log") or ""
-      assert.is_nil(log:find("sandbox-key", 1, true))
-      assert.is_nil(log:find("a-wrong-secret", 1, true))
+      assert.is_nil(log:find(SECRET_KEY, 1, true))
+      assert.is_nil(log:find(OTHER_WRONG_KEY, 1, true))
     end)
   end)
 

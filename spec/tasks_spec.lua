@@ -771,7 +771,7 @@ end)
 
 describe("step with a budget", function()
   it("resumes tasks until the budget is spent and leaves the rest, in order, for the next step", function()
-    local client = assert(require("voiceclone").new { secret_id = "a", secret_key = "b",
+    local client = assert(require("voiceclone").new { secret_id = "a", secret_key = KEY,
                                                       endpoint = "http://127.0.0.1:9" })
     local order = {}
     for i = 1, 5 do client:spawn(function() order[#order + 1] = i end) end

@@ -1,10 +1,11 @@
 /*
  * The credentials. They travel in every request body, so they live in C
  * memory only: the JSON-escaped envelope every body shares, and the forms
- * in which a server may quote the key back (raw, JSON-, URL- and
- * HTML-escaped), to scrub it from anything that reaches Lua. The API
- * gateway's key (gateway.c), when there is one, never travels, and is
- * scrubbed all the same.
+ * in which a server may quote the key back (raw; JSON-escaped as we write it
+ * and with "/" as "\/" as lua-cjson, PHP and others write it; URL-encoded
+ * with upper- and lowercase hex; HTML-escaped), to scrub it from anything
+ * that reaches Lua. The API gateway's key (gateway.c), when there is one,
+ * never travels, and is scrubbed all the same.
  *
  * Reference-counted: the client holds one reference and each request being
  * read holds one, so a client closed by a finalizer in the middle of reading
@@ -16,7 +17,7 @@
 #include <string.h>
 #include "vc.h"
 
-enum { RAW, JSON, URL, HTML, FORMS };
+enum { RAW, JSON, JSON_SLASH, URL, URL_LOWER, HTML, FORMS };
 enum { KEYS = 2 };                 /* the service's key, the gateway's */
 #define ALL_FORMS (KEYS * FORMS)
 
@@ -26,8 +27,7 @@ struct vc_secret {
     vc_buffer forms[ALL_FORMS];    /* empty when the same as an earlier form */
 };
 
-static int put_url(vc_buffer *b, const char *s, size_t len) {
-    static const char hex[] = "0123456789ABCDEF";
+static int put_url(vc_buffer *b, const char *s, size_t len, const char *hex) {
     size_t i;
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -59,10 +59,21 @@ static int put_json(vc_buffer *b, const char *s, size_t len) {
     return 0;
 }
 
+/* The JSON form with every "/" written "\/", as many encoders do. */
+static int put_json_slash(vc_buffer *b, const vc_buffer *json) {
+    size_t i;
+    for (i = 0; i < json->len; i++)
+        if (json->data[i] == '/' ? vc_buffer_add(b, "\\/", 2) : vc_buffer_add(b, &json->data[i], 1))
+            return -1;
+    return 0;
+}
+
 /* The forms of a key into f[RAW..HTML]. */
 static int make_forms(vc_buffer *f, const char *key, size_t len) {
     return vc_buffer_add(&f[RAW], key, len) || put_json(&f[JSON], key, len) ||
-           put_url(&f[URL], key, len) || put_html(&f[HTML], key, len);
+           put_json_slash(&f[JSON_SLASH], &f[JSON]) ||
+           put_url(&f[URL], key, len, "0123456789ABCDEF") ||
+           put_url(&f[URL_LOWER], key, len, "0123456789abcdef") || put_html(&f[HTML], key, len);
 }
 
 static void drop_duplicates(vc_secret *s) {

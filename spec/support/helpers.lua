@@ -4,6 +4,9 @@ local socket = require "socket"
 local http = require "socket.http"
 local cjson = require("cjson.safe").new()
 local compat = require "voiceclone.compat"
+-- The secret watch, when the run installed it (.busted's helper); its calls
+-- do nothing otherwise.
+local watch = require "support.secret_watch"
 
 local helpers = {}
 
@@ -22,7 +25,13 @@ helpers.SYSTEM_CPATH = "/usr/lib/x86_64-linux-gnu/lua/" .. helpers.LUA_VERSION .
 helpers.ROOT = assert(require("voiceclone.fs").cwd())
 
 helpers.SECRET_ID = "spec-id"
-helpers.SECRET_KEY = "spec-key-0123456789abcdef"
+--- The key the whole suite runs with: one the secret watch recognises in
+-- every form (spec/support/secret_watch.lua), each of them different: '"'
+-- is JSON-escaped, URL-encoded and HTML-escaped; "/" escaped by JSON
+-- encoders such as lua-cjson ("\/") and URL-encoded ("%2F", "%2f"); "+"
+-- URL-encoded; "&" URL-encoded and HTML-escaped. Quote it in a command.
+helpers.SECRET_KEY = [[vc-SECRET/key+7f3a&9c"4e]]
+watch.add_key(helpers.SECRET_KEY, "helpers.SECRET_KEY")
 
 local function tmpname()
   local path = os.tmpname()
@@ -30,11 +39,14 @@ local function tmpname()
   return path
 end
 
+-- (What a spec reads of a file, a command's output, a log, a journal, the
+-- sandbox's data, is scanned by the secret watch.)
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
   local s = f:read("*a")   -- "*a": 5.1 and 5.2 need the star
   f:close()
+  watch.output(s, "the file " .. tostring(path))
   return s
 end
 helpers.read_file = read_file
@@ -47,8 +59,20 @@ end
 -- Runs a shell command without the sanitizer preload (make test-asan), which
 -- is meant for the Lua running the specs only: espeak-ng hangs under it.
 -- Returns what os.execute does on 5.2+: true|nil, "exit"|"signal", code.
+-- Under the secret watch, what the command outputs is scanned, then passed
+-- on to this process's standard output.
 function helpers.run(command)
-  return compat.execute("env -u LD_PRELOAD sh -c " .. helpers.quote(command))
+  local shell = "env -u LD_PRELOAD sh -c " .. helpers.quote(command)
+  if not watch.active then return compat.execute(shell) end
+  local out = tmpname()
+  local ok, how, code = compat.execute(shell .. " >" .. helpers.quote(out) .. " 2>&1")
+  local text = read_file(out)
+  os.remove(out)
+  if text and text ~= "" then
+    watch.output(text, "the output of " .. command:sub(1, 120))
+    io.stdout:write(text)
+  end
+  return ok, how, code
 end
 
 --- Output of a shell command, then true|nil, "exit", its exit status (the
@@ -93,21 +117,24 @@ local function wait_for(what, check, seconds)
   error("timed out waiting for " .. what)
 end
 
---- Starts `voiceclone sandbox` on a free port; returns
+--- Starts `voiceclone sandbox --verbose` on a free port; returns
 -- { url =, pid =, data =, stop = fn, log = path }. Extra flags go in args.
+-- Its log (requests and job changes) is scanned by the secret watch once
+-- stopped (at the end of the spec file if never).
 function helpers.start_sandbox(args)
   local data = (args and args.data) or tmpname()
   local log = tmpname()
   local flags = {
-    "--port 0", "--data " .. data, "--queue-seconds 0.05", "--work-seconds 0.1",
-    "--secret-id " .. helpers.SECRET_ID, "--secret-key " .. helpers.SECRET_KEY,
+    "--port 0", "--data " .. data, "--queue-seconds 0.05", "--work-seconds 0.1", "--verbose",
+    "--secret-id " .. helpers.quote(helpers.SECRET_ID), "--secret-key " .. helpers.quote(helpers.SECRET_KEY),
   }
   for _, flag in ipairs(args or {}) do flags[#flags + 1] = flag end
   -- (its descriptor limit as high as it may go: specs hold thousands of connections)
   spawn('ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec ' .. helpers.LUA .. " scripts/voiceclone sandbox "
     .. table.concat(flags, " "), log)
   local line = wait_for("the sandbox to listen", function()
-    return (read_file(log) or ""):match("listening on [^\n]+")
+    -- (the line on stdout: --verbose logs one of its own on stderr first)
+    return (read_file(log) or ""):match("voiceclone sandbox listening on [^\n]+ pid=%d+")
   end)
   local sandbox = {
     url = line:match("(http://%S+)"),
@@ -115,8 +142,11 @@ function helpers.start_sandbox(args)
     data = data,
     log = log,
   }
+  local label = "the log of the sandbox at " .. sandbox.url
+  watch.scan_file_later(log, label)
   function sandbox.stop()
     helpers.run("kill " .. sandbox.pid .. " 2>/dev/null")
+    watch.scan_file(log, label)
   end
   return sandbox
 end

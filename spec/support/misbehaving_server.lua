@@ -102,7 +102,8 @@ end
 
 -- The secret key of a request body, in the forms a server may quote it:
 -- "json" (a plain JSON string), "uescape" (every byte \u-escaped: only the
--- decoded text holds the key), "html" and "url" (escaped so), "nul" and
+-- decoded text holds the key), "html" and "url" (escaped so; "urllower" with
+-- lowercase hex), "nul" and
 -- "nulu" (after a \u0000, plain or \u-escaped).
 local function key_forms(body)
   local ok, request = pcall(cjson.decode, body)
@@ -112,7 +113,8 @@ local function key_forms(body)
   local html = key:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
                                      ['"'] = "&quot;", ["'"] = "&#39;" })
   local url = key:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end)
-  return { json = inside, uescape = uescape, html = html, url = url,
+  local urllower = key:gsub("[^%w%-%._~]", function(c) return ("%%%02x"):format(c:byte()) end)
+  return { json = inside, uescape = uescape, html = html, url = url, urllower = urllower,
            nul = "r\\u0000" .. inside, nulu = "r\\u0000" .. uescape }
 end
 

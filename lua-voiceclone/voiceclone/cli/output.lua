@@ -116,15 +116,64 @@ Context.__index = Context
 
 --- A context for a run whose arguments are args; secrets: the keys to hide.
 function output.context(secrets)
-  return setmetatable({ secrets = secrets, command = "", flags = {} }, Context)
+  return setmetatable({ secrets = secrets, forms = {}, command = "", flags = {} }, Context)
+end
+
+-- The forms a secret may take in what is printed: raw; JSON-escaped (with
+-- "/" plain, and as "\/" as other encoders write it) or quoted with %q;
+-- URL-encoded (upper- and lowercase hex); HTML-escaped. Longest first.
+local function forms_of(secret)
+  local list, seen = {}, {}
+  local function add(form)
+    if not seen[form] then
+      seen[form] = true
+      list[#list + 1] = form
+    end
+  end
+  add(secret)
+  local json = (cjson.encode(secret) or '""'):sub(2, -2)
+  add(json)
+  add((json:gsub("\\/", "/")))
+  add((("%q"):format(secret):sub(2, -2)))
+  add((secret:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end)))
+  add((secret:gsub("[^%w%-%._~]", function(c) return ("%%%02x"):format(c:byte()) end)))
+  add((secret:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;",
+                                  ["'"] = "&#39;" })))
+  table.sort(list, function(a, b) return #a > #b end)
+  return list
+end
+
+local function replace_plain(text, form, by)
+  local out, at = {}, 1
+  while true do
+    local s, e = text:find(form, at, true)
+    if not s then break end
+    out[#out + 1] = text:sub(at, s - 1)
+    out[#out + 1] = by
+    at = e + 1
+  end
+  if at == 1 then return text end
+  out[#out + 1] = text:sub(at)
+  return table.concat(out)
 end
 
 function Context:redact(text)
   text = tostring(text)
   for _, secret in ipairs(self.secrets) do
-    text = text:gsub(secret:gsub("%p", "%%%0"), "***")   -- the secret taken literally
+    self.forms[secret] = self.forms[secret] or forms_of(secret)
+    for _, form in ipairs(self.forms[secret]) do text = replace_plain(text, form, "***") end
   end
   return text
+end
+
+-- value with every string in it redacted, before it is encoded: a secret
+-- that an escaping doubles (a %q quote inside JSON) is caught as plain text.
+local function redacted(ctx, value, depth)
+  if type(value) == "string" then return ctx:redact(value) end
+  if type(value) ~= "table" or depth > 32 then return value end
+  local copy = {}
+  for k, v in pairs(value) do copy[redacted(ctx, k, depth + 1)] = redacted(ctx, v, depth + 1) end
+  return setmetatable(copy, getmetatable(value))
 end
 
 local function write(self, file, ...)
@@ -136,7 +185,7 @@ end
 
 function Context:out(...) write(self, io.stdout, ...) end
 function Context:err(...) write(self, io.stderr, ...) end
-function Context:json(value) self:out(encode(value), "\n") end
+function Context:json(value) self:out(encode(redacted(self, value, 0)), "\n") end
 
 --- The flag a library field came from, in this command's terms: the
 -- command's own map (e.g. dest = "--out"), else "--" and the field with
