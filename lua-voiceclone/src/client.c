@@ -7,6 +7,7 @@
  * The secret key is never in a Lua string that we make, an error, or
  * tostring(client).
  */
+#include <arpa/inet.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,9 +157,13 @@ static int has_nul(const char *s, size_t len) {
     return s && strlen(s) != len;
 }
 
+/* host as libcurl's URL parser gives it, which writes every IPv4 form
+ * (127.1, 0x7f000001) as a dotted quad: a name that only begins like one
+ * ("127.0.0.18080", "127.evil.example") is a host name, found by DNS. */
 static int is_loopback(const char *host) {
-    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-           strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+    unsigned char ip[4];
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0) return 1;
+    return inet_pton(AF_INET, host, ip) == 1 && ip[0] == 127;
 }
 
 /* Checks the endpoint with libcurl's own URL parser: http or https, a host,
