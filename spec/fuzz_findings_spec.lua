@@ -35,3 +35,25 @@ describe("fuzz findings: the endpoint", function()
     end
   end)
 end)
+
+describe("fuzz findings: an endpoint with an empty fragment", function()
+  -- fuzz-endpoint: "https:/elq#" was accepted (libcurl reports no fragment
+  -- when it is empty), and every route then ended in the fragment:
+  -- "http://host/#/release/job" POSTs to "/", not to /release/job.
+  it("is refused, as is any '?' or '#' in the endpoint", function()
+    for _, endpoint in ipairs { "https:/elq#", "http://127.0.0.1:9/#", "http://127.0.0.1:9#",
+                                "http://127.0.0.1:9/api#x", "http://127.0.0.1:9/?",
+                                "http://127.0.0.1:9?", "https://example.com/a?b=c#d" } do
+      refused(endpoint)
+      refused(endpoint, { allow_insecure = true })
+    end
+  end)
+
+  it("gives a client whose calls go to the API's paths", function()
+    local sandbox = helpers.start_sandbox()
+    finally(sandbox.stop)
+    local client = assert(new(sandbox.url .. "/"))
+    assert.truthy(client:list_models())
+    assert.equal("/release/music_model", helpers.last_request(sandbox).path)
+  end)
+end)
