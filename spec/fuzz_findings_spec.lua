@@ -57,3 +57,46 @@ describe("fuzz findings: an endpoint with an empty fragment", function()
     assert.equal("/release/music_model", helpers.last_request(sandbox).path)
   end)
 end)
+
+-- Every string reachable from v (keys too; records through totable).
+local function strings_of(v, out, seen)
+  out, seen = out or {}, seen or {}
+  if type(v) == "string" then
+    out[#out + 1] = v
+  elseif type(v) == "userdata" and v.totable then
+    strings_of(v:totable(), out, seen)
+  elseif type(v) == "table" and not seen[v] then
+    seen[v] = true
+    for k, x in pairs(v) do
+      strings_of(k, out, seen)
+      strings_of(x, out, seen)
+    end
+  end
+  return out
+end
+
+describe("fuzz findings: the secret key in a successful answer", function()
+  local server
+  lazy_setup(function() server = helpers.start_misbehaving_server() end)
+  lazy_teardown(function() server.stop() end)
+
+  -- fuzz-response: the key written with JSON escapes ("\u0066uzzKey...")
+  -- in a job's fields passed the scrubbing of the answer's raw bytes, and
+  -- decoding made the key itself, in the Job and in its request id.
+  for _, form in ipairs { "json", "uescape", "nul", "nulu" } do
+    it("is scrubbed from the Job and the request id when quoted as " .. form, function()
+      local reported = {}
+      local client = assert(new(server.url_for("key_" .. form .. "_job"),
+                                { on_request = function(info) reported[#reported + 1] = info end }))
+      local job, err = client:get_job("j-1")
+      assert.is_nil(err)
+      assert.equal(1, #reported)
+      assert.is_string(reported[1].request_id)
+      local seen = strings_of({ job, job:result(), tostring(job), reported })
+      for _, s in ipairs(seen) do
+        assert.is_nil(s:find(helpers.SECRET_KEY, 1, true), ("the key reached Lua: %q"):format(s))
+      end
+      assert.truthy(job.id:find("***", 1, true))
+    end)
+  end
+end)
