@@ -132,6 +132,15 @@ fuzz:
 	@$(MAKE) --no-print-directory fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz $(FUZZ_TARGETS)
 
+# The specs that exercise the C core, with the Lua running busted under
+# valgrind's memcheck (its children run natively), on the plain build:
+# fails on any error or byte definitely lost, and prints the totals. A few
+# minutes.
+test-valgrind:
+	@$(BOOTSTRAP) --lua lua5.4 --valgrind
+	@$(MAKE) --no-print-directory build LUA=lua5.4 WERROR=-Werror
+	@scripts/test-valgrind
+
 demo: bootstrap
 	@$(MAKE) --no-print-directory build
 	@VOICECLONE_CPATH="$(BUILD)/?.so" $(LUA) scripts/demo
