@@ -73,6 +73,17 @@ static inline void fuzz_call_core(lua_State *L, const char *name, int nargs, int
     lua_remove(L, base + 1);
 }
 
+/* Pushes core.new's settings: the fuzz credentials and the endpoint at the top, popped. */
+static inline void fuzz_push_settings(lua_State *L) {
+    lua_createtable(L, 0, 4);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "endpoint");
+    lua_pushliteral(L, FUZZ_SECRET_ID);
+    lua_setfield(L, -2, "secret_id");
+    lua_pushliteral(L, FUZZ_SECRET_KEY);
+    lua_setfield(L, -2, "secret_key");
+}
+
 /* The process's one Lua state, made on the first input. */
 static inline lua_State *fuzz_lua(void) {
     static lua_State *L;
@@ -96,13 +107,8 @@ static inline lua_State *fuzz_lua(void) {
     lua_setfield(L, LUA_REGISTRYINDEX, "state");
     lua_pop(L, 1);
     lua_getfield(L, -1, "new");
-    lua_createtable(L, 0, 3);
-    lua_pushliteral(L, FUZZ_SECRET_ID);
-    lua_setfield(L, -2, "secret_id");
-    lua_pushliteral(L, FUZZ_SECRET_KEY);
-    lua_setfield(L, -2, "secret_key");
     lua_pushliteral(L, FUZZ_ENDPOINT);
-    lua_setfield(L, -2, "endpoint");
+    fuzz_push_settings(L);
     if (lua_pcall(L, 1, 2, 1) != LUA_OK || !lua_isuserdata(L, -2))
         fuzz_fail("core.new", luaL_tolstring(L, -1, NULL));
     lua_pop(L, 1);

@@ -84,13 +84,8 @@ static int try_endpoint(lua_State *L) {
     const char *endpoint = lua_tostring(L, 1);
     url_parts parts, shown;
     vc_client *c;
-    lua_createtable(L, 0, 4);
-    lua_pushliteral(L, FUZZ_SECRET_ID);
-    lua_setfield(L, -2, "secret_id");
-    lua_pushliteral(L, FUZZ_SECRET_KEY);
-    lua_setfield(L, -2, "secret_key");
     lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "endpoint");
+    fuzz_push_settings(L);
     lua_pushboolean(L, allow_insecure);
     lua_setfield(L, -2, "allow_insecure");
     fuzz_call_core(L, "new", 1, 2);                /* endpoint, allow, client|nil, err */
