@@ -5,6 +5,7 @@
 #   make test  LUA=...     the whole suite under that interpreter (-Werror)
 #   make install [PREFIX=/usr/local] [DESTDIR=] [LUA=...]
 #   make rock [ROCK_TREE=dir]   make docs   make clean
+#   make fuzz [FUZZ_SECONDS=60]   make test-valgrind
 #
 # CPPFLAGS, CFLAGS and LDFLAGS are honoured (e.g. dpkg-buildflags'); -Werror
 # only comes with WERROR=-Werror, which `make test` (and so CI) sets.
@@ -67,7 +68,7 @@ SANITIZE  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 # dependencies are already there pass BOOTSTRAP=: to skip it.
 BOOTSTRAP ?= scripts/bootstrap
 
-.PHONY: all build bootstrap test test-asan demo bench soak rock rock-core install docs clean FORCE
+.PHONY: all build bootstrap test test-asan test-valgrind fuzz fuzz-build demo bench soak rock rock-core install docs clean FORCE
 
 all: build
 
@@ -106,6 +107,45 @@ test-asan: bootstrap
 	 VOICECLONE_CPATH="$(BUILD)/?.so" VOICECLONE_EMBED_HOST=$(EMBED) \
 	 VOICECLONE_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	 scripts/run-specs
+
+# --- make fuzz ------------------------------------------------------------
+# libFuzzer targets (lua-voiceclone/fuzz/*.c, one per C path that reads
+# outside bytes), each a program with Lua 5.4 and the C core linked in,
+# built with clang's fuzzer and the sanitizers; scripts/fuzz runs each for
+# FUZZ_SECONDS on a copy of its seeds (spec/fuzz/<target>/) and fails on a
+# crash. A target that includes one of the core's .c files itself (to reach
+# its private functions) does not link it a second time.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build-fuzz
+FUZZ_TARGETS := $(patsubst lua-voiceclone/fuzz/%.c,%,$(wildcard lua-voiceclone/fuzz/*.c))
+FUZZ_BINS    := $(addprefix $(FUZZ_BUILD)/fuzz-,$(FUZZ_TARGETS))
+FUZZ_CFLAGS  := -std=c99 -D_POSIX_C_SOURCE=200809L -g -O1 -fno-omit-frame-pointer \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror \
+                $(shell pkg-config --cflags lua5.4 2>/dev/null) -I$(COMPAT53_INCDIR) $(CURL_CFLAGS)
+FUZZ_LIBS    := $(shell pkg-config --libs lua5.4 2>/dev/null) $(CURL_LIBS) -lm -ldl
+
+$(FUZZ_BUILD)/fuzz-%: lua-voiceclone/fuzz/%.c lua-voiceclone/fuzz/common.h $(SOURCES) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< \
+	    $$(for f in $(SOURCES); do grep -q "^#include \"../src/$${f##*/}\"" $< || echo $$f; done) \
+	    $(FUZZ_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz:
+	@$(BOOTSTRAP) --lua lua5.4 --fuzz
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz $(FUZZ_TARGETS)
+
+# The specs that exercise the C core, with the Lua running busted under
+# valgrind's memcheck (its children run natively), on the plain build:
+# fails on any error or byte definitely lost, and prints the totals. A few
+# minutes.
+test-valgrind:
+	@$(BOOTSTRAP) --lua lua5.4 --valgrind
+	@$(MAKE) --no-print-directory build LUA=lua5.4 WERROR=-Werror
+	@scripts/test-valgrind
 
 demo: bootstrap
 	@$(MAKE) --no-print-directory build
@@ -197,7 +237,7 @@ docs:
 	ldoc -c lua-voiceclone/doc/config.ld .
 
 clean:
-	rm -rf build build-asan demo-out doc voiceclone/core.so
+	rm -rf build build-asan build-fuzz demo-out doc voiceclone/core.so
 	rm -f *.o lua-voiceclone/src/*.o
 	-rmdir voiceclone 2>/dev/null || true
 

@@ -83,6 +83,57 @@ void vc_response_normalize(lua_State *L, int idx, int depth) {
     lua_pop(L, 1);
 }
 
+/* Scrubs the key from every string of the decoded tree at idx, keys too.
+ * The raw bytes were scrubbed before decoding; a string only differs from
+ * its bytes where an escape made it ("\u0066..." in place of "f..."), so
+ * only bodies with a backslash get here. A key that changes is replaced
+ * after the traversal, which may not add keys. */
+static void scrub_tree(lua_State *L, int idx, const vc_secret *secret, int depth) {
+    lua_Integer renamed = 0, i;
+    idx = lua_absindex(L, idx);
+    if (depth > MAX_DEPTH) return;
+    luaL_checkstack(L, 6, NULL);
+    lua_newtable(L);                                /* renamed: old key, new key, ... */
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {                      /* ..., renamed, key, value */
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_pushvalue(L, -1);
+            vc_secret_scrub(L, secret);
+            if (!lua_rawequal(L, -1, -2)) {
+                lua_pushvalue(L, -3);
+                lua_insert(L, -2);
+                lua_rawset(L, idx);                 /* changing a present field is safe */
+            } else {
+                lua_pop(L, 1);
+            }
+        } else if (lua_istable(L, -1)) {
+            scrub_tree(L, -1, secret, depth + 1);
+        }
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_pushvalue(L, -1);
+            vc_secret_scrub(L, secret);
+            if (!lua_rawequal(L, -1, -2)) {
+                lua_pushvalue(L, -2);
+                lua_rawseti(L, -4, ++renamed);
+                lua_rawseti(L, -3, ++renamed);
+            } else {
+                lua_pop(L, 1);
+            }
+        }
+    }
+    for (i = 1; i <= renamed; i += 2) {             /* t[new] = t[old], t[old] = nil */
+        lua_rawgeti(L, -1, i + 1);
+        lua_rawgeti(L, -2, i);
+        lua_rawget(L, idx);
+        lua_rawset(L, idx);
+        lua_rawgeti(L, -1, i);
+        lua_pushnil(L);
+        lua_rawset(L, idx);
+    }
+    lua_pop(L, 1);
+}
+
 /* Pushes the value at a dotted path under the table at idx, or nothing and
  * returns 0 when the path does not lead to a string or number. */
 static int push_path(lua_State *L, int idx, const char *path) {
@@ -277,6 +328,8 @@ int vc_response_decode(lua_State *L, const vc_secret *secret, const vc_outcome *
     lua_call(L, 1, 2);            /* cjson.safe: value, or nil and a message */
     lua_pop(L, 1);
     decoded = lua_gettop(L);
+    if (secret && lua_istable(L, decoded) && memchr(body, '\\', len))
+        scrub_tree(L, decoded, secret, 0);
 
     if (o->status < 200 || o->status > 299) {
         lua_pushfstring(L, "HTTP %d", (int)o->status);

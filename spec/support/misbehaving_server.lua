@@ -120,13 +120,20 @@ end
 
 -- key_<form>_<where>: the key (in that form) as message, code and request
 -- id: of a 500 ("http"), of a 200 without its response ("api"), of a 200
--- whose response has no job ("apijob"); "page": an HTML 502 page quoting it.
+-- whose response has no job ("apijob"); "page": an HTML 502 page quoting it;
+-- "job": a GetJob answer whose job holds it (in values and in a key).
 local function key_answer(form, where, body)
   local quoted = key_forms(body)[form] or "no-such-form"
   if where == "page" then
     return { status = 502, type = "text/html", body = "<html><body>" .. quoted .. "</body></html>" }
   end
   local fields = ('"message":"m %s","code":"%s","requestId":"%s"'):format(quoted, quoted, quoted)
+  if where == "job" then   -- a GetJob answer whose values and a key hold it
+    return json(200, ('{"requestId":"%s","getJobResponse":{"job":{"id":"j-%s","state":3,'
+      .. '"customId":"%s","outputs":[{"destination":"/%s","smartContentResult":{"voiceCloning":'
+      .. '{"voiceName":"%s.wav"}}}],"extra":{"%s":["%s"]}}}}'):format(quoted, quoted, quoted,
+        quoted, quoted, quoted, quoted))
+  end
   if where == "http" then return json(500, "{" .. fields .. "}") end
   if where == "apijob" then return json(200, "{" .. fields .. ',"getJobResponse":{}}') end
   return json(200, "{" .. fields .. "}")
