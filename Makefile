@@ -122,8 +122,8 @@ FUZZ_TARGETS := $(patsubst lua-voiceclone/fuzz/%.c,%,$(wildcard lua-voiceclone/f
 FUZZ_BINS    := $(addprefix $(FUZZ_BUILD)/fuzz-,$(FUZZ_TARGETS))
 FUZZ_CFLAGS  := -std=c99 -D_POSIX_C_SOURCE=200809L -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror \
-                $(shell pkg-config --cflags lua5.4 2>/dev/null) -I$(COMPAT53_INCDIR) $(CURL_CFLAGS)
-FUZZ_LIBS    := $(shell pkg-config --libs lua5.4 2>/dev/null) $(CURL_LIBS) -lm -ldl
+                $(shell pkg-config --cflags lua5.4 2>/dev/null) -I$(COMPAT53_INCDIR) $(CURL_CFLAGS) $(CRYPTO_CFLAGS)
+FUZZ_LIBS    := $(shell pkg-config --libs lua5.4 2>/dev/null) $(LIBS) -ldl
 
 $(FUZZ_BUILD)/fuzz-%: lua-voiceclone/fuzz/%.c lua-voiceclone/fuzz/common.h $(SOURCES) $(HEADERS)
 	@mkdir -p $(dir $@)

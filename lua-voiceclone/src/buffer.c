@@ -10,6 +10,7 @@
 /* Grows by moving, never realloc: the old block may hold the key, and is
  * wiped before it is freed. */
 int vc_buffer_add(vc_buffer *b, const char *s, size_t n) {
+    if (n == 0) return 0;   /* libcurl may pass no bytes; b->data may still be NULL */
     if (n > b->cap - b->len) {
         size_t cap = b->cap ? b->cap : 1024;
         char *data;
