@@ -41,7 +41,8 @@ describe("the secret watch", function()
       w = watch.new { keys = { KEY } }
       w:scan({ ok = 1, deep = { { message = "x" .. text } } }, "a table")
       w:scan({ [text] = true }, "a table's key")
-      local object = setmetatable({}, { __name = "voiceclone.Error", __tostring = function() return text end })
+      local object = setmetatable({}, { __name = "voiceclone.Error",
+                                        __tostring = function() return text end })
       w:scan(object, "an error")
       assert.equal(3, #w.leaks, name)
     end
