@@ -116,13 +116,14 @@ Context.__index = Context
 
 --- A context for a run whose arguments are args; secrets: the keys to hide.
 function output.context(secrets)
-  return setmetatable({ secrets = secrets, forms = {}, command = "", flags = {} }, Context)
+  return setmetatable({ secrets = secrets, patterns = {}, command = "", flags = {} }, Context)
 end
 
 -- The forms a secret may take in what is printed: raw; JSON-escaped (with
 -- "/" plain, and as "\/" as other encoders write it) or quoted with %q;
--- URL-encoded (upper- and lowercase hex); HTML-escaped. Longest first.
-local function forms_of(secret)
+-- URL-encoded (upper- and lowercase hex); HTML-escaped. Longest first, as
+-- patterns that match them literally.
+local function patterns_of(secret)
   local list, seen = {}, {}
   local function add(form)
     if not seen[form] then
@@ -140,28 +141,15 @@ local function forms_of(secret)
   add((secret:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;",
                                   ["'"] = "&#39;" })))
   table.sort(list, function(a, b) return #a > #b end)
+  for i, form in ipairs(list) do list[i] = form:gsub("%p", "%%%0") end
   return list
-end
-
-local function replace_plain(text, form, by)
-  local out, at = {}, 1
-  while true do
-    local s, e = text:find(form, at, true)
-    if not s then break end
-    out[#out + 1] = text:sub(at, s - 1)
-    out[#out + 1] = by
-    at = e + 1
-  end
-  if at == 1 then return text end
-  out[#out + 1] = text:sub(at)
-  return table.concat(out)
 end
 
 function Context:redact(text)
   text = tostring(text)
   for _, secret in ipairs(self.secrets) do
-    self.forms[secret] = self.forms[secret] or forms_of(secret)
-    for _, form in ipairs(self.forms[secret]) do text = replace_plain(text, form, "***") end
+    self.patterns[secret] = self.patterns[secret] or patterns_of(secret)
+    for _, pattern in ipairs(self.patterns[secret]) do text = text:gsub(pattern, "***") end
   end
   return text
 end
