@@ -128,6 +128,26 @@ describe("a call", function()
       assert.matches("cannot cancel itself", tostring(task.error))
       client:close()
     end)
+
+    it("cannot cancel itself from a coroutine it resumed, and the other tasks still count", function()
+      local client = helpers.client(sandbox)
+      local failed = {}
+      client:on_error(function(_, t) failed[#failed + 1] = t end)
+      local task
+      task = client:spawn(function()
+        coroutine.wrap(function() task:cancel() end)()
+        return "went on"
+      end)
+      local sleeper = client:spawn(function() client:sleep(0.2) return "slept" end)
+      assert.equal(1, client:step())               -- the sleeper is still to finish
+      assert.is_false(task.ok)
+      assert.matches("cannot cancel itself", tostring(task.error))
+      assert.is_true(client:run(10))
+      assert.is_true(sleeper.done)
+      assert.equal("slept", sleeper.results[1])
+      assert.same({ task }, failed)
+      client:close()
+    end)
   end)
 
   -- (ASan and valgrind keep freed memory in quarantine: RSS means nothing

@@ -458,4 +458,61 @@ describe("defects of the C core review", function()
     assert.is_true(data == ("c"):rep(3000000) or data == ("d"):rep(3000000), "a mixed file")
     assert.same({ "same.bin" }, files_in(dir))
   end)
+
+  it("21: a call answered at once on a kept-alive connection does not wait for its silent socket",
+     function()
+    -- libcurl can send and read a whole exchange while it starts a request;
+    -- the drive then polled the idle connection for a second
+    -- (how often depends on how the two processes are scheduled: it took
+    -- from 3 to a few hundred calls here)
+    local client = client_of(server.url_for("keepalive"))
+    local worst, calls = 0, 0
+    while calls < 2000 and worst < 0.5 do
+      local started = socket.gettime()
+      local job = assert(client:get_job("j-1"))
+      assert.equal(3, job.state)   -- COMPLETED
+      worst = math.max(worst, socket.gettime() - started)
+      calls = calls + 1
+    end
+    client:close()
+    assert.is_true(worst < 0.5, ("call %d waited %.3f s"):format(calls, worst))
+  end)
+
+  it("22: a finalizer closing the client while a 503 is read leaves its Retry-After whole "
+    .. "(no use-after-free)", function()
+    local output, ok, code = helpers.in_a_child([[
+      -- tables take __gc from 5.2 on; 5.1 and LuaJIT have newproxy
+      local function finalizer(f)
+        if newproxy then
+          local p = newproxy(true)
+          getmetatable(p).__gc = f
+          return p
+        end
+        return setmetatable({}, { __gc = f })
+      end
+      local closed_while_reading, wrong = 0, 0
+      for attempt = 1, 300 do
+        local client = assert(voiceclone.new { endpoint = endpoint, secret_id = id, secret_key = key,
+                                               retry = false })
+        local inside = false
+        for _ = 1, 50 do
+          finalizer(function() if inside and client then client:close() end end)
+        end
+        collectgarbage("step", attempt % 5)
+        inside = true
+        local _, err = client:get_job("j-1")
+        inside = false
+        if err.kind == "http" and not pcall(client.timeout, client) then   -- closed in finish
+          closed_while_reading = closed_while_reading + 1
+          if err.retry_after ~= 7 then wrong = wrong + 1 end
+        end
+        client:close()
+      end
+      print(closed_while_reading, wrong)
+    ]], server.url_for("busy_big"), 120)
+    assert(ok, ("exit %s: %s"):format(tostring(code), helpers.brief(output)))
+    local closed, wrong = output:match("(%d+)%s+(%d+)")
+    assert.is_true(tonumber(closed) > 0, "no finalizer ran inside finish: " .. output)
+    assert.equal("0", wrong)
+  end)
 end)

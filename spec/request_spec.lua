@@ -485,8 +485,9 @@ describe("requests", function()
     end)
 
     describe("callback", function()
-      it("accepts an http:// or https:// URL", function()
-        for _, url in ipairs { "http://127.0.0.1:9/hook", "https://example.com/hook" } do
+      it("accepts an http:// or https:// URL, its scheme in any case as URLs allow", function()
+        for _, url in ipairs { "http://127.0.0.1:9/hook", "https://example.com/hook",
+                               "HTTPS://example.com/hook", "Http://127.0.0.1:9/hook" } do
           assert.equal(url, created(speech(function(r) r.callback = url end)).callback)
         end
       end)

@@ -157,6 +157,11 @@ static int fill_body(vc_buffer *b, const vc_call *call, const vc_secret *secret,
            vc_buffer_add(b, "}", 1);
 }
 
+/* Nothing was sent: the caller may try again once memory is freed. */
+static int out_of_memory(lua_State *L) {
+    return vc_fail(L, "memory", NULL, "not enough memory for a request");
+}
+
 int vc_call_start(lua_State *L, int client_idx, const vc_call *call, int about_idx) {
     vc_client *c = vc_client_check(L, client_idx);
     vc_request *r;
@@ -178,7 +183,7 @@ int vc_call_start(lua_State *L, int client_idx, const vc_call *call, int about_i
     r = push_request(L, client_idx, about_idx);   /* ..., json, request */
     transport_now(L, client_idx);
     if (!(url = vc_client_route(c, call->path)))
-        return vc_fail(L, "network", NULL, "not enough memory for a request");
+        return out_of_memory(L);
     /* No Lua call from here until the request is on its way: nothing can
      * raise while the body holding the key is being built. */
     json = lua_tolstring(L, -2, &json_len);
@@ -187,7 +192,7 @@ int vc_call_start(lua_State *L, int client_idx, const vc_call *call, int about_i
         vc_transport_recycle(vc_client_transport(c), x);
         x = NULL;
     }
-    if (!x) return vc_fail(L, "network", NULL, "not enough memory for a request");
+    if (!x) return out_of_memory(L);
     hold(r, c, x, call);
     vc_transport_post(r->transport, x, url, call->how);
     return 1;
@@ -199,6 +204,7 @@ static FILE *open_temporary(vc_request *r, const char *dest) {
     static unsigned long counter;
     size_t len = strlen(dest);
     int fd = -1, tries;
+    FILE *sink;
     if (!(r->dest = malloc(len + 1)) || !(r->file = malloc(len + 48))) return NULL;
     memcpy(r->dest, dest, len + 1);
     for (tries = 0; fd < 0 && tries < 100; tries++) {
@@ -211,7 +217,12 @@ static FILE *open_temporary(vc_request *r, const char *dest) {
         r->file = NULL;
         return NULL;
     }
-    return fdopen(fd, "wb");
+    if (!(sink = fdopen(fd, "wb"))) {
+        int error = errno;
+        close(fd);               /* the file itself is removed with the request */
+        errno = error;
+    }
+    return sink;
 }
 
 int vc_call_start_download(lua_State *L, int client_idx, const vc_call *call, int url_idx,
@@ -222,17 +233,20 @@ int vc_call_start_download(lua_State *L, int client_idx, const vc_call *call, in
     vc_transfer *x = vc_transport_acquire(t, r);
     FILE *sink;
     int error;
-    if (!x) return vc_fail(L, "network", NULL, "not enough memory for a request");
+    if (!x) return out_of_memory(L);
     /* no Lua call until the file is the transfer's */
-    sink = open_temporary(r, dest);
-    error = errno;
-    if (!sink || vc_transport_get(t, x, lua_tostring(L, url_idx), sink,
-                                  vc_client_signs(c, lua_tostring(L, url_idx))) != 0) {
-        if (sink) fclose(sink);
-        else if (r->file) error = ENOMEM;
+    if (!(sink = open_temporary(r, dest))) {
+        error = errno;
         vc_transport_recycle(t, x);
         request_release(r, CANCELED);   /* removes the file, if it was made */
         return vc_fail(L, "invalid", "dest", "cannot write beside %s: %s", dest, strerror(error));
+    }
+    if (vc_transport_get(t, x, lua_tostring(L, url_idx), sink,
+                         vc_client_signs(c, lua_tostring(L, url_idx))) != 0) {
+        fclose(sink);
+        vc_transport_recycle(t, x);
+        request_release(r, CANCELED);
+        return out_of_memory(L);
     }
     hold(r, c, x, call);
     return 1;
@@ -262,6 +276,12 @@ static int move_into_place(lua_State *L, vc_request *r) {
     return 1;
 }
 
+static const char *copy_into(char *to, size_t size, const char *from) {
+    strncpy(to, from, size - 1);
+    to[size - 1] = '\0';
+    return to;
+}
+
 /* request:done(): true once finish() can give its results without waiting. */
 static int request_done(lua_State *L) {
     vc_request *r = luaL_checkudata(L, 1, VC_REQUEST);
@@ -273,7 +293,7 @@ static int request_done(lua_State *L) {
  * error), once done(); the Request is spent after it. */
 static int request_finish(lua_State *L) {
     vc_request *r = luaL_checkudata(L, 1, VC_REQUEST);
-    char error[CURL_ERROR_SIZE];
+    char error[CURL_ERROR_SIZE], retry_after[64];
     vc_outcome o;
     int results;
 
@@ -294,9 +314,9 @@ static int request_finish(lua_State *L) {
     r->status = o.status;
     r->seconds = o.seconds;
     if (!r->call->path) o.write_failed = vc_transfer_close_sink(r->x) != 0;
-    strncpy(error, o.error, sizeof error - 1);
-    error[sizeof error - 1] = '\0';
-    o.error = error;
+    /* o's strings point into x, which give_back recycles or frees */
+    o.error = copy_into(error, sizeof error, o.error);
+    o.retry_after = copy_into(retry_after, sizeof retry_after, o.retry_after);
     lua_settop(L, 1);
     lua_getuservalue(L, 1);
     lua_rawgeti(L, 2, 1);
@@ -388,6 +408,7 @@ static int push_list(lua_State *L, const vc_outcome *o, const char *where, const
                      int jobs) {
     int response = lua_gettop(L), items, list, has_total;
     lua_Integer i, n, total;
+    VC_STACK_MARK(L);
     lua_getfield(L, response, key);
     items = lua_gettop(L);
     if (!lua_isnil(L, items) && !lua_istable(L, items))
@@ -409,6 +430,7 @@ static int push_list(lua_State *L, const vc_outcome *o, const char *where, const
     total = lua_tointegerx(L, -1, &has_total);
     lua_pushvalue(L, list);
     lua_pushinteger(L, has_total ? total : n);
+    VC_STACK_LEFT(L, 5);          /* items, list, total's field; list, total */
     return 2;
 }
 

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "vc.h"
 
 #define DEFAULT_TIMEOUT          30.0
@@ -310,7 +311,7 @@ static int client_new(lua_State *L) {
     transport.download_timeout_ms = milliseconds(download_timeout);
     transport.max_download = (curl_off_t)max_download;
     transport.max_in_flight = (int)max_in_flight;
-    transport.multiplex = strncmp(endpoint, "https://", 8) == 0;
+    transport.multiplex = strncasecmp(endpoint, "https://", 8) == 0;
     transport.gateway = c->gateway;
     if (c->endpoint && c->secret && (c->gateway || !signed_requests))
         c->transport = vc_transport_new(&transport, &refused);

@@ -37,6 +37,7 @@ static int loop_finished(lua_State *L) {
         if (lua_rawgetp(L, 3, owner) == LUA_TNIL) lua_pop(L, 1);
         else lua_rawseti(L, 4, ++n);
     }
+    VC_STACK(L, 4);
     return 1;
 }
 

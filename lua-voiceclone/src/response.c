@@ -90,6 +90,7 @@ void vc_response_normalize(lua_State *L, int idx, int depth) {
  * after the traversal, which may not add keys. */
 static void scrub_tree(lua_State *L, int idx, const vc_secret *secret, int depth) {
     lua_Integer renamed = 0, i;
+    VC_STACK_MARK(L);
     idx = lua_absindex(L, idx);
     if (depth > MAX_DEPTH) return;
     luaL_checkstack(L, 6, NULL);
@@ -132,6 +133,7 @@ static void scrub_tree(lua_State *L, int idx, const vc_secret *secret, int depth
         lua_rawset(L, idx);
     }
     lua_pop(L, 1);
+    VC_STACK_LEFT(L, 0);
 }
 
 /* Pushes the value at a dotted path under the table at idx, or nothing and
@@ -318,6 +320,7 @@ int vc_response_decode(lua_State *L, const vc_secret *secret, const vc_outcome *
     const char *body = o->body;
     size_t len = o->len;
     int decoded;
+    VC_STACK_MARK(L);
 
     if (o->too_large)
         return vc_fail(L, "decode", NULL, "the response body is too large for this API");
@@ -352,5 +355,6 @@ int vc_response_decode(lua_State *L, const vc_secret *secret, const vc_outcome *
                                      o->status);
     }
     vc_response_normalize(L, decoded, 0);
+    VC_STACK_LEFT(L, 2);          /* the decoded body, and its response */
     return 0;
 }

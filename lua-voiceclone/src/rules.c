@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include "vc.h"
 
 #define MAX_TEXT_CHARS       512   /* sourceData: at most */
@@ -190,6 +191,7 @@ static int copy_source(lua_State *L, int input, const char *prefix) {
     static const char *const fields[] = {"contentId", "path", NULL};
     vc_path path;
     int source, r;
+    VC_STACK_MARK(L);
     lua_getfield(L, input, "source");
     source = lua_gettop(L);
     if ((r = check_keys(L, source, fields, join(path, prefix, "source")))) return r;
@@ -198,14 +200,16 @@ static int copy_source(lua_State *L, int input, const char *prefix) {
     if ((r = copy_string(L, source, "path", path, REQUIRED, 0))) return r;
     lua_setfield(L, -3, "source");   /* into the wire input */
     lua_pop(L, 1);
+    VC_STACK_LEFT(L, 0);
     return 0;
 }
 
-/* One input: exactly one of sourceData, url, source. */
+/* One input: exactly one of sourceData, url, source; pushes its wire table. */
 static int copy_input(lua_State *L, int input, const char *prefix) {
     static const char *const fields[] = {"sourceData", "url", "source", NULL};
     vc_path path;
     int r, present = 0, i;
+    VC_STACK_MARK(L);
     if ((r = check_keys(L, input, fields, prefix))) return r;
     for (i = 0; fields[i]; i++) present += lua_getfield(L, input, fields[i]) != LUA_TNIL;
     lua_pop(L, 3);
@@ -217,16 +221,19 @@ static int copy_input(lua_State *L, int input, const char *prefix) {
     if ((r = copy_string(L, input, "url", prefix, NONEMPTY, 0))) return r;
     if (lua_getfield(L, input, "source") == LUA_TNIL) {
         lua_pop(L, 1);
+        VC_STACK_LEFT(L, 1);
         return 0;
     }
     if ((r = check_table(L, join(path, prefix, "source"), REQUIRED))) return r;
     lua_pop(L, 1);
+    VC_STACK_LEFT(L, 1);
     return copy_source(L, input, prefix);
 }
 
 static int copy_inputs(lua_State *L, int request, lua_Integer *count) {
     int inputs, r;
     lua_Integer i;
+    VC_STACK_MARK(L);
     lua_getfield(L, request, "inputs");
     inputs = lua_gettop(L);
     if ((r = check_array(L, inputs, "inputs", count))) return r;
@@ -242,6 +249,7 @@ static int copy_inputs(lua_State *L, int request, lua_Integer *count) {
     }
     lua_setfield(L, -3, "inputs");
     lua_pop(L, 1);
+    VC_STACK_LEFT(L, 0);
     return 0;
 }
 
@@ -249,6 +257,7 @@ static int copy_selectors(lua_State *L, int output, const char *prefix, lua_Inte
     vc_path path;
     int selectors, r;
     lua_Integer n, i;
+    VC_STACK_MARK(L);
     lua_getfield(L, output, "inputSelectors");
     selectors = lua_gettop(L);
     join(path, prefix, "inputSelectors");
@@ -267,6 +276,7 @@ static int copy_selectors(lua_State *L, int output, const char *prefix, lua_Inte
     }
     lua_setfield(L, -3, "inputSelectors");
     lua_pop(L, 1);
+    VC_STACK_LEFT(L, 0);
     return 0;
 }
 
@@ -277,6 +287,7 @@ static int copy_descriptor(lua_State *L, int output, const char *prefix, lua_Int
     vc_path path, cloning_path;
     int descriptor, cloning, r;
     lua_Integer epochs = 0;
+    VC_STACK_MARK(L);
 
     join(path, prefix, "smartContentDescriptor");
     lua_getfield(L, output, "smartContentDescriptor");
@@ -317,6 +328,7 @@ static int copy_descriptor(lua_State *L, int output, const char *prefix, lua_Int
     lua_pop(L, 1);
     lua_setfield(L, -3, "smartContentDescriptor");
     lua_pop(L, 1);
+    VC_STACK_LEFT(L, 0);
     return 0;
 }
 
@@ -337,6 +349,7 @@ static int copy_output(lua_State *L, int output, const char *prefix, lua_Integer
 static int copy_outputs(lua_State *L, int request, lua_Integer inputs) {
     int outputs, r;
     lua_Integer count, i;
+    VC_STACK_MARK(L);
     lua_getfield(L, request, "outputs");
     outputs = lua_gettop(L);
     if ((r = check_array(L, outputs, "outputs", &count))) return r;
@@ -352,11 +365,12 @@ static int copy_outputs(lua_State *L, int request, lua_Integer inputs) {
     }
     lua_setfield(L, -3, "outputs");
     lua_pop(L, 1);
+    VC_STACK_LEFT(L, 0);
     return 0;
 }
 
 static int is_http_url(const char *s) {
-    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+    return strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0;
 }
 
 int vc_rules_create_job(lua_State *L, int idx) {

@@ -65,6 +65,7 @@ struct vc_transport {
     vc_transfer *all;
     transfer_list idle, queued, ended;
     int running;
+    unsigned endings;              /* transfers ended so far (wraps) */
     CURL **easy_pool;              /* handles of ended transfers, kept warm */
     int easy_pooled;
     struct pollfd *sockets;        /* what libcurl wants watched */
@@ -440,7 +441,7 @@ static CURLcode set_request(vc_transport *t, vc_transfer *x) {
      * a signed one is not followed, so the signature stays on the endpoint's
      * host. A stall as long as the client's timeout fails it, and so does
      * the whole taking longer than download_timeout or passing max_download. */
-    https = strncmp(x->body.data, "https://", 8) == 0;
+    https = strncasecmp(x->body.data, "https://", 8) == 0;   /* libcurl takes HTTPS:// too */
     if ((r = curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https")) ||
         (r = curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, t->options.max_download)))
         return r;
@@ -472,6 +473,7 @@ static void end(vc_transport *t, vc_transfer *x, CURLcode result) {
     curl_slist_free_all(x->headers);
     x->headers = NULL;
     x->result = result;
+    t->endings++;
     /* NUL-terminated, so the body can be read as a C string */
     if (vc_buffer_add(&x->response, "", 1) == 0) x->response.len--;
     else if (x->result == CURLE_OK) x->result = CURLE_OUT_OF_MEMORY;
@@ -552,9 +554,14 @@ static void act_on_timer(vc_transport *t) {
 
 void vc_transport_drive(vc_transport *t, double wait) {
     int i, nready = 0, running, timeout_ms;
+    unsigned endings = t->endings;
     hand_over(t);
     act_on_timer(t);   /* a new request's "start now", before any waiting */
-    if (can_hand_over(t)) wait = 0;   /* more to hand over at once */
+    /* On a kept-alive connection that start may have brought the whole
+     * answer already: its owner is not to wait for a socket that stays
+     * silent. Nor is anyone while more can be handed over. */
+    collect_ended(t);
+    if (t->endings != endings || can_hand_over(t)) wait = 0;
     if (t->timer_due >= 0) {
         double until = t->timer_due - vc_now();
         if (until < wait) wait = until > 0 ? until : 0;

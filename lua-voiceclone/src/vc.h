@@ -46,14 +46,19 @@
 /* The service's int: the largest timeout, offset, ... it takes. */
 #define VC_INT_MAX 2147483647
 
-/* Every C function has one upvalue, the module state: a table holding our
- * own lua-cjson instance at these indexes. */
+/* Every C function that encodes, decodes or makes records has one upvalue,
+ * the module state: a table holding our own lua-cjson instance at these
+ * indexes. (now, sleep, fsync, lock, error and totable need none.) */
 #define VC_STATE lua_upvalueindex(1)
 enum { VC_ENCODE = 1, VC_DECODE, VC_NULL, VC_STATE_SIZE = VC_NULL };
 void vc_push_state(lua_State *L, int slot);   /* pushes state[slot] */
 
-/* The stack top a function expects at a point, checked in debug builds. */
+/* The stack top a function expects at a point, checked in debug builds;
+ * VC_STACK_MARK (with the declarations) notes the top at entry, and
+ * VC_STACK_LEFT(L, n) checks that the function left n values more. */
 #define VC_STACK(L, top) assert(lua_gettop(L) == (top))
+#define VC_STACK_MARK(L) const int vc_stack_mark = lua_gettop(L)
+#define VC_STACK_LEFT(L, n) ((void)vc_stack_mark, VC_STACK(L, vc_stack_mark + (n)))
 
 /* Registers funcs into the table at the top with the module state as upvalue;
  * state is its stack index (at open time) or VC_STATE (from a C function). */

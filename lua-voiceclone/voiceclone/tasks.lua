@@ -98,6 +98,7 @@ local function forget(s, task)
 end
 
 local function settle(s, task, ok, ...)
+  if task.done then return end   -- canceled while it ran: forgotten already
   local co = task.co
   if coroutine.status(co) ~= "dead" then
     if not ok then return end   -- it was not suspended (resumed by its own code): not ours
@@ -177,7 +178,9 @@ end
 -- ok, with a "canceled" error. A task cannot cancel itself: it returns.
 function Task:cancel()
   if self.done then return end
-  if compat.running() == self.co then
+  -- "normal": the task's own code runs, in a coroutine it resumed
+  local status = coroutine.status(self.co)
+  if compat.running() == self.co or status == "running" or status == "normal" then
     error("a task cannot cancel itself: return from it instead", 2)
   end
   local request = self.request

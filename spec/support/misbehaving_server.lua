@@ -30,6 +30,9 @@ local scenarios = {
                         .. '"customId":null,"timing":{"createdAt":"1","startedAt":null}}}}'),
   null_items = json(200, '{"requestId":"r-9","getJobResponse":{"job":{"id":"j-9","state":1,'
                         .. '"inputs":[null,{"sourceData":"a"}],"outputs":[{"inputSelectors":[null,1]}]}}}'),
+  -- a 503 whose body is large enough that reading it runs the collector
+  busy_big = { status = 503, type = "application/json", retry_after = "7",
+               body = '{"message":"busy","pad":"' .. ("x"):rep(400000) .. '"}' },
   deep = json(200, '{"getJobResponse":' .. string.rep("[", 200) .. string.rep("]", 200) .. "}"),
   completed = json(200, '{"requestId":"r-8","getJobResponse":{"job":' .. JOB .. '}}'),
 }
@@ -42,6 +45,15 @@ local f = assert(io.open(tmp, "w"))
 f:write(port, "\n")
 f:close()
 assert(os.rename(tmp, port_file))
+
+-- "keepalive": the completed job at once, on a connection kept open for
+-- the next request (made before any request comes, so that it goes out as
+-- fast as the client can read it)
+local KEPT_ALIVE = (function()
+  local body = '{"requestId":"r-k","getJobResponse":{"job":' .. JOB .. '}}'
+  return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #body
+    .. "\r\n\r\n" .. body
+end)()
 
 local held = {}   -- connections we never answer ("hang"), kept open
 -- Answers sent a piece at a time: { conn =, pieces = { {text, seconds to wait after} ... }, due = }
@@ -273,6 +285,12 @@ while true do
       -- 10 bytes of 100, then nothing for 30 s
       slow[#slow + 1] = { conn = conn, due = 0, pieces = {
         { head(200, 100) .. ("s"):rep(10), 30 }, { ("s"):rep(90), 0 } } }
+    elseif name == "keepalive" then
+      while path do
+        conn:send(KEPT_ALIVE)
+        path = read_request(conn)
+      end
+      conn:close()
     elseif name == "hang" then
       held[#held + 1] = conn
     elseif name == "close" then

@@ -83,8 +83,10 @@ function output.status_for(err)
   if type(err) ~= "table" then return EXIT.FAILED end
   local kind = err.kind
   -- a file that cannot be written (download's dest) is a local failure
-  -- so is a download that cannot be converted (no sox, sox failing)
-  if kind == "local" or kind == "convert" or (kind == "invalid" and err.field == "dest") then
+  -- so is a download that cannot be converted (no sox, sox failing), and
+  -- a machine out of memory
+  if kind == "local" or kind == "convert" or kind == "memory"
+      or (kind == "invalid" and err.field == "dest") then
     return EXIT.LOCAL
   end
   if kind == "invalid" then return EXIT.USAGE end
