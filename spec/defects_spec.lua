@@ -481,22 +481,14 @@ describe("defects of the C core review", function()
   it("22: a finalizer closing the client while a 503 is read leaves its Retry-After whole "
     .. "(no use-after-free)", function()
     local output, ok, code = helpers.in_a_child([[
-      -- tables take __gc from 5.2 on; 5.1 and LuaJIT have newproxy
-      local function finalizer(f)
-        if newproxy then
-          local p = newproxy(true)
-          getmetatable(p).__gc = f
-          return p
-        end
-        return setmetatable({}, { __gc = f })
-      end
+      local finalized = require "support.finalized"
       local closed_while_reading, wrong = 0, 0
       for attempt = 1, 300 do
         local client = assert(voiceclone.new { endpoint = endpoint, secret_id = id, secret_key = key,
                                                retry = false })
         local inside = false
         for _ = 1, 50 do
-          finalizer(function() if inside and client then client:close() end end)
+          finalized(function() if inside and client then client:close() end end)
         end
         collectgarbage("step", attempt % 5)
         inside = true

@@ -6,16 +6,7 @@ local voiceclone = require "voiceclone"
 local core = require "voiceclone.core"
 local helpers = require "support.helpers"
 
--- An object whose finalizer is fn: a table with __gc on 5.2+; a proxy
--- userdata on 5.1 and LuaJIT, where tables have no finalizers.
-local function finalized(fn)
-  if newproxy then
-    local proxy = newproxy(true)
-    getmetatable(proxy).__gc = fn
-    return proxy
-  end
-  return setmetatable({}, { __gc = fn })
-end
+local finalized = require "support.finalized"
 
 -- The collector eager (collect at every chance), or back to its defaults;
 -- "incremental" with parameters is 5.4's, setpause/setstepmul the others'.
