@@ -24,6 +24,9 @@ local now = core.now
 -- What a host's frame loop gives step(): the time it can spare for resuming
 -- tasks (BENCH_STEP_BUDGET seconds; "none" for no limit).
 local budget = tonumber(os.getenv("BENCH_STEP_BUDGET") or "0.0005")
+-- BENCH_COLLECTOR=stop: no garbage collection during the run, to see what
+-- of the worst step is the collector's (its atomic phase cannot be split)
+if os.getenv("BENCH_COLLECTOR") == "stop" then collectgarbage("stop") end
 
 local client = assert(voiceclone.new { endpoint = url, secret_id = lib.SECRET_ID,
                                        secret_key = lib.SECRET_KEY, timeout = 60,
