@@ -26,7 +26,8 @@ local now = core.now
 local budget = tonumber(os.getenv("BENCH_STEP_BUDGET") or "0.0005")
 -- BENCH_COLLECTOR=stop: no garbage collection during the run, to see what
 -- of the worst step is the collector's (its atomic phase cannot be split)
-if os.getenv("BENCH_COLLECTOR") == "stop" then collectgarbage("stop") end
+local collector_stopped = os.getenv("BENCH_COLLECTOR") == "stop"
+if collector_stopped then collectgarbage("stop") end
 
 local client = assert(voiceclone.new { endpoint = url, secret_id = lib.SECRET_ID,
                                        secret_key = lib.SECRET_KEY, timeout = 60,
@@ -168,7 +169,7 @@ local results = {
   worst_cpu_step = worst_cpu_at, worst_cpu_wall_ms = worst_cpu_wall * 1000,
   worst_cpu_drive_ms = worst_cpu_drive * 1000,
   cpu_p99_ms = pct(0.99, cpu_durations) * 1000, cpu_p999_ms = pct(0.999, cpu_durations) * 1000,
-  max_threads = max_threads,
+  max_threads = max_threads, collector = collector_stopped and "stopped" or "running",
   steady_worst_drive_ms = steady_drive * 1000, steady_worst_finished = steady_finished,
 }
 local before = rss0
